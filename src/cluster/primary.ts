@@ -1,0 +1,342 @@
+import cluster, { type Worker } from 'node:cluster';
+import { randomBytes } from 'node:crypto';
+import { createServer, type Server } from 'node:http';
+import { sessionToHex } from '../codec/session.ts';
+import type { Config } from '../config.ts';
+import { type Backend, createApi, type Tokens } from '../http/api.ts';
+import { log } from '../log.ts';
+import { clusterMetricsText, metricsContentType, primaryMetrics } from '../metrics.ts';
+import type { DriverState, TripRecord } from '../store/driver.ts';
+import { Directory } from './directory.ts';
+import type { DriverView, FromWorker, QueryOp, ToWorker } from './messages.ts';
+
+interface Member {
+  worker: Worker;
+  /** It has the session snapshot, so it must be told of every session change from now on. */
+  synced: boolean;
+  /** Its UDP socket is bound: it takes part in queries. */
+  ready: boolean;
+}
+
+interface RegisteredSession {
+  hi: number;
+  lo: number;
+  driverId: string;
+  cab: string;
+}
+
+/** A worker that dies sooner than this after starting is restarted with a growing delay. */
+const CRASH_LOOP_MS = 5000;
+const MAX_RESTART_DELAY_MS = 10_000;
+/** Sessions sent to a new worker per IPC message. */
+const SNAPSHOT_CHUNK = 10_000;
+
+/**
+ * Resolves the API tokens. With no operator token configured the daemon must not be open for writes,
+ * so it makes one up and prints it once; with no client token, client routes take the operator token.
+ */
+export function resolveTokens(config: Config): Tokens {
+  let operator = config.operatorToken;
+  if (operator === '') {
+    operator = randomBytes(24).toString('base64url');
+    log.warn('CABTRACK_OPERATOR_TOKEN is not set: generated an operator token for this run only', {
+      operatorToken: operator,
+    });
+  }
+  if (config.clientToken === '') {
+    log.warn('CABTRACK_CLIENT_TOKEN is not set: client routes accept the operator token only');
+  }
+  return { operator, client: config.clientToken };
+}
+
+/**
+ * The primary: forks the workers and restarts those that die, keeps the authoritative session registry
+ * and the directory of which worker owns which driver, and serves the HTTP API by fanning queries out
+ * to every worker and merging their answers.
+ */
+export async function startPrimary(config: Config): Promise<{ server: Server; stop: () => Promise<void> }> {
+  cluster.setupPrimary({ serialization: 'advanced' });
+  const members = new Map<number, Member>();
+  const directory = new Directory();
+  const sessions = new Map<string, RegisteredSession>();
+  const waiting = new Map<number, { resolve: (v: unknown) => void; timer: NodeJS.Timeout; worker: number }>();
+  let nextReq = 1;
+  let stopping = false;
+  let restartDelay = 0;
+  const metrics = primaryMetrics(
+    () => sessions.size,
+    () => readyMembers().length,
+  );
+  const tokens = resolveTokens(config);
+
+  const readyMembers = (): Member[] => [...members.values()].filter((m) => m.ready && m.worker.isConnected());
+  const syncedMembers = (): Member[] =>
+    [...members.values()].filter((m) => m.synced && m.worker.isConnected());
+
+  const send = (w: Worker, m: ToWorker): void => {
+    if (w.isConnected()) w.send(m);
+  };
+
+  /** Sends a request to one worker; resolves with its answer, or undefined on timeout or its death. */
+  const ask = (w: Worker, make: (req: number) => ToWorker): Promise<unknown> => {
+    const req = nextReq++;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        waiting.delete(req);
+        metrics.queryTimeouts.inc();
+        resolve(undefined);
+      }, config.queryTimeoutMs);
+      waiting.set(req, { resolve, timer, worker: w.id });
+      send(w, make(req));
+    });
+  };
+
+  const askAll = (make: (req: number) => ToWorker, who = readyMembers()): Promise<unknown[]> =>
+    Promise.all(who.map((m) => ask(m.worker, make)));
+  /** Session changes go to every worker holding the snapshot, bound yet or not. */
+  const tellSynced = (make: (req: number) => ToWorker): Promise<unknown[]> => askAll(make, syncedMembers());
+
+  const query = async (q: QueryOp): Promise<unknown[]> => {
+    const answers = await askAll((req) => ({ t: 'query', req, q }));
+    return answers.filter((a) => a !== undefined && a !== null);
+  };
+
+  const onClaim = (w: Worker, id: string): void => {
+    const prev = directory.claim(id, w.id);
+    const prevMember = prev === undefined ? undefined : members.get(prev);
+    if (prevMember === undefined || !prevMember.worker.isConnected()) {
+      send(w, { t: 'grant', id, state: null });
+      return;
+    }
+    // The driver's fixes now reach another worker (its NAT mapping changed): move it, ring and trip.
+    ask(prevMember.worker, (req) => ({ t: 'release', req, id })).then((state) => {
+      if (directory.owner(id) !== w.id) return;
+      send(w, { t: 'grant', id, state: (state as DriverState | null | undefined) ?? null });
+    });
+  };
+
+  const onMessage = (w: Worker, m: FromWorker): void => {
+    switch (m.t) {
+      case 'hello': {
+        // The worker is listening for messages now: send it every session, in chunks. Changes made
+        // after this point reach it through tellSynced(), in order on the same channel.
+        const member = members.get(w.id);
+        if (member === undefined) return;
+        const entries: Array<[number, number, string, string]> = [];
+        for (const s of sessions.values()) {
+          entries.push([s.hi, s.lo, s.driverId, s.cab]);
+          if (entries.length === SNAPSHOT_CHUNK) send(w, { t: 'sessions', entries: entries.splice(0) });
+        }
+        if (entries.length > 0) send(w, { t: 'sessions', entries });
+        member.synced = true;
+        break;
+      }
+      case 'ready': {
+        const member = members.get(w.id);
+        if (member !== undefined) member.ready = true;
+        log.info('worker ready', { worker: w.id, pid: w.process.pid, recvBufferBytes: m.recvBufferBytes });
+        if (readyMembers().length === config.workers) restartDelay = 0;
+        break;
+      }
+      case 'claim':
+        onClaim(w, m.id);
+        break;
+      case 'dropped':
+        for (const id of m.ids) directory.drop(id, w.id);
+        break;
+      case 'released':
+      case 'answer': {
+        const r = waiting.get(m.req);
+        if (r === undefined) return;
+        waiting.delete(m.req);
+        clearTimeout(r.timer);
+        r.resolve(m.t === 'released' ? m.state : m.result);
+        break;
+      }
+    }
+  };
+
+  const fork = (): void => {
+    const worker = cluster.fork({ CABTRACK_ROLE: 'worker' });
+    const started = Date.now();
+    members.set(worker.id, { worker, synced: false, ready: false });
+    worker.on('message', (m: FromWorker) => onMessage(worker, m));
+    worker.on('exit', (code, signal) => {
+      members.delete(worker.id);
+      for (const [req, r] of waiting) {
+        if (r.worker !== worker.id) continue;
+        waiting.delete(req);
+        clearTimeout(r.timer);
+        r.resolve(undefined);
+      }
+      const orphans = directory.dropWorker(worker.id);
+      if (stopping) return;
+      metrics.workerRestarts.inc();
+      if (Date.now() - started < CRASH_LOOP_MS) {
+        restartDelay = Math.min(MAX_RESTART_DELAY_MS, Math.max(100, restartDelay * 2));
+      }
+      log.error('worker died; forking a new one', {
+        worker: worker.id,
+        code,
+        signal,
+        orphans,
+        delayMs: restartDelay,
+      });
+      setTimeout(fork, restartDelay).unref();
+    });
+  };
+
+  const backend: Backend = {
+    async nearest(lat, lon, k, radius, free) {
+      const parts = (await query({ op: 'nearest', lat, lon, k, radius, free })) as Array<
+        Array<DriverView & { distance: number }>
+      >;
+      return mergeUnique(parts.flat(), (a, b) => a.distance - b.distance || cmp(a.id, b.id)).slice(0, k);
+    },
+    async bbox(box, after, limit) {
+      const [minLon, minLat, maxLon, maxLat] = box;
+      const parts = (await query({
+        op: 'bbox',
+        minLon,
+        minLat,
+        maxLon,
+        maxLat,
+        after,
+        limit,
+      })) as DriverView[][];
+      return mergeUnique(parts.flat(), (a, b) => cmp(a.id, b.id)).slice(0, limit + 1);
+    },
+    async driver(id) {
+      return newest(await query({ op: 'driver', id }));
+    },
+    async cab(cab) {
+      return newest(await query({ op: 'cab', cab }));
+    },
+    async trip(orderId) {
+      const found = (await query({ op: 'trip', orderId })) as TripRecord[];
+      // An active copy beats a finished one; among equals the latest update wins.
+      found.sort((a, b) => Number(b.active) - Number(a.active) || b.lastTime - a.lastTime);
+      return found[0] ?? null;
+    },
+    async putSession(hi, lo, driverId, cab) {
+      const key = sessionToHex(hi, lo);
+      const created = !sessions.has(key);
+      sessions.set(key, { hi, lo, driverId, cab });
+      await tellSynced((req) => ({ t: 'session', req, hi, lo, driverId, cab }));
+      return created;
+    },
+    async deleteSession(hi, lo) {
+      const key = sessionToHex(hi, lo);
+      const known = sessions.delete(key);
+      const removed = await tellSynced((req) => ({ t: 'revoke', req, hi, lo }));
+      return known || removed.some((r) => r === true);
+    },
+    async deleteDriver(id) {
+      return removeDrivers((s) => s.driverId === id, [id]);
+    },
+    async deleteCab(cab) {
+      const ids = new Set<string>();
+      for (const s of sessions.values()) if (s.cab === cab) ids.add(s.driverId);
+      const live = (await query({ op: 'cab', cab })) as Array<{ id: string }>;
+      for (const d of live) ids.add(d.id);
+      if (ids.size === 0) return false;
+      return removeDrivers((s) => ids.has(s.driverId), [...ids]);
+    },
+    async metrics() {
+      const parts = await query({ op: 'metrics' });
+      return { contentType: metricsContentType, body: await clusterMetricsText(metrics.register, parts) };
+    },
+    health() {
+      const up = readyMembers().length;
+      return { ok: up > 0, detail: { workers: up } };
+    },
+    ready() {
+      const up = readyMembers().length;
+      return { ok: up === config.workers, detail: { workers: up, expected: config.workers } };
+    },
+  };
+
+  /**
+   * Removing a driver also revokes its sessions: otherwise its next fix, a second later, would bring it
+   * straight back, and an operator who removes a driver means it.
+   */
+  const removeDrivers = async (match: (s: RegisteredSession) => boolean, ids: string[]): Promise<boolean> => {
+    let found = false;
+    const revoked: RegisteredSession[] = [];
+    for (const [key, s] of sessions) {
+      if (!match(s)) continue;
+      sessions.delete(key);
+      revoked.push(s);
+      found = true;
+    }
+    const acks = await Promise.all([
+      ...revoked.map((s) => tellSynced((req) => ({ t: 'revoke', req, hi: s.hi, lo: s.lo }))),
+      ...ids.map((id) => tellSynced((req) => ({ t: 'remove-driver', req, id }))),
+    ]);
+    for (const id of ids) directory.forget(id);
+    return found || acks.flat().some((a) => a === true);
+  };
+
+  const api = createApi({
+    backend,
+    tokens,
+    observe: (route, method, status, seconds) =>
+      metrics.httpDuration.observe({ route, method, status: String(status) }, seconds),
+  });
+  const server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000 }, api);
+  server.keepAliveTimeout = 5_000;
+  server.maxRequestsPerSocket = 0;
+
+  for (let i = 0; i < config.workers; i++) fork();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.httpPort, config.host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  log.info('cabtrack listening', {
+    http: `${config.host}:${config.httpPort}`,
+    udp: `${config.host}:${config.udpPort}`,
+    workers: config.workers,
+  });
+
+  const stop = async (): Promise<void> => {
+    stopping = true;
+    server.close();
+    server.closeAllConnections();
+    await Promise.all(
+      [...members.values()].map(
+        (m) =>
+          new Promise<void>((resolve) => {
+            m.worker.once('exit', () => resolve());
+            m.worker.kill('SIGTERM');
+          }),
+      ),
+    );
+  };
+  return { server, stop };
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Sorts the shards' answers and keeps one entry per driver id. A driver is owned by one worker at a
+ * time, but an answer can race a handoff; the newest fix wins then, so no driver is listed twice.
+ */
+function mergeUnique<T extends { id: string; time: number }>(all: T[], order: (a: T, b: T) => number): T[] {
+  const best = new Map<string, T>();
+  for (const d of all) {
+    const seen = best.get(d.id);
+    if (seen === undefined || d.time > seen.time) best.set(d.id, d);
+  }
+  return [...best.values()].sort(order);
+}
+
+function newest(found: unknown[]): unknown {
+  let best: { time: number } | null = null;
+  for (const f of found as Array<{ time: number }>) if (best === null || f.time > best.time) best = f;
+  return best;
+}

@@ -1,0 +1,133 @@
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+
+/**
+ * Configuration: the documented defaults in config/default.json, overridden by CABTRACK_* environment
+ * variables. Validated once at start-up and frozen; a bad value throws a ConfigError naming the
+ * variable, so the daemon never starts half-configured.
+ */
+export interface Config {
+  /** UDP port the driver apps send to (every worker binds it with SO_REUSEPORT). */
+  readonly udpPort: number;
+  readonly httpPort: number;
+  /** Address both sockets bind. */
+  readonly host: string;
+  /** Worker processes; 0 in the file means one per core. */
+  readonly workers: number;
+  readonly idleTimeoutS: number;
+  /** Points kept per driver. */
+  readonly trackPoints: number;
+  /** Empty means none set: the daemon then generates one (see resolveTokens). */
+  readonly operatorToken: string;
+  readonly clientToken: string;
+  readonly redisUrl: string;
+  readonly osrmUrl: string;
+  /** SO_RCVBUF asked for (the kernel doubles it and caps it at net.core.rmem_max). */
+  readonly recvBufferBytes: number;
+  readonly maxSpeedKmh: number;
+  readonly finishedTrips: number;
+  /** How long the primary waits for workers' answers to a query. */
+  readonly queryTimeoutMs: number;
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+}
+
+export class ConfigError extends Error {
+  readonly code = 'CABTRACK_CONFIG';
+  readonly key: string;
+  constructor(key: string, message: string) {
+    super(`${key}: ${message}`);
+    this.name = 'ConfigError';
+    this.key = key;
+  }
+}
+
+type Kind = 'port' | 'count' | 'positive' | 'string' | 'url' | 'token' | 'level';
+
+/** Each setting: its key in config/default.json, its environment variable, and what it must be. */
+const SETTINGS: ReadonlyArray<readonly [keyof Config, string, Kind, number?, number?]> = [
+  ['udpPort', 'CABTRACK_UDP_PORT', 'port'],
+  ['httpPort', 'CABTRACK_HTTP_PORT', 'port'],
+  ['host', 'CABTRACK_HOST', 'string'],
+  ['workers', 'CABTRACK_WORKERS', 'count', 0, 256],
+  ['idleTimeoutS', 'CABTRACK_IDLE_TIMEOUT_S', 'count', 1, 7 * 86400],
+  ['trackPoints', 'CABTRACK_TRACK_POINTS', 'count', 2, 1000],
+  ['operatorToken', 'CABTRACK_OPERATOR_TOKEN', 'token'],
+  ['clientToken', 'CABTRACK_CLIENT_TOKEN', 'token'],
+  ['redisUrl', 'CABTRACK_REDIS_URL', 'url'],
+  ['osrmUrl', 'CABTRACK_OSRM_URL', 'url'],
+  ['recvBufferBytes', 'CABTRACK_RECV_BUFFER_BYTES', 'count', 0, 2 ** 31 - 1],
+  ['maxSpeedKmh', 'CABTRACK_MAX_SPEED_KMH', 'positive', 1, 2000],
+  ['finishedTrips', 'CABTRACK_FINISHED_TRIPS', 'count', 0, 100_000_000],
+  ['queryTimeoutMs', 'CABTRACK_QUERY_TIMEOUT_MS', 'count', 10, 60_000],
+  ['logLevel', 'CABTRACK_LOG_LEVEL', 'level'],
+];
+
+const DEFAULTS_FILE = new URL('../config/default.json', import.meta.url);
+
+export function loadConfig(
+  env: NodeJS.ProcessEnv = process.env,
+  defaultsFile: URL | string = DEFAULTS_FILE,
+): Config {
+  const defaults = JSON.parse(readFileSync(defaultsFile, 'utf8')) as Record<string, unknown>;
+  const out: Record<string, unknown> = {};
+  for (const [key, envName, kind, min, max] of SETTINGS) {
+    const fromEnv = env[envName];
+    const raw: unknown = fromEnv !== undefined && fromEnv !== '' ? fromEnv : defaults[key];
+    const name = fromEnv !== undefined && fromEnv !== '' ? envName : `config/default.json ${key}`;
+    if (raw === undefined) throw new ConfigError(name, 'missing');
+    out[key] = parse(name, raw, kind, min, max);
+  }
+  if (out['workers'] === 0) out['workers'] = availableParallelism();
+  if (out['udpPort'] === out['httpPort']) {
+    // Not an error for the kernel (UDP and TCP ports are separate), but a sign of a typo.
+    throw new ConfigError('CABTRACK_HTTP_PORT', 'must differ from the UDP port');
+  }
+  return Object.freeze(out as unknown as Config);
+}
+
+function parse(name: string, raw: unknown, kind: Kind, min = 0, max = Number.MAX_SAFE_INTEGER): unknown {
+  const text = String(raw).trim();
+  switch (kind) {
+    case 'port':
+      return integer(name, text, 1, 65535);
+    case 'count':
+      return integer(name, text, min, max);
+    case 'positive': {
+      const n = Number(text);
+      if (text === '' || !Number.isFinite(n) || n < min || n > max) {
+        throw new ConfigError(name, `must be a number from ${min} to ${max}, got ${JSON.stringify(text)}`);
+      }
+      return n;
+    }
+    case 'string':
+      if (text === '') throw new ConfigError(name, 'must not be empty');
+      return text;
+    case 'url':
+      if (text === '') return '';
+      try {
+        const u = new URL(text);
+        if (!/^(https?|rediss?):$/.test(u.protocol)) throw new Error('scheme');
+      } catch {
+        throw new ConfigError(name, `must be an http(s):// or redis(s):// URL, got ${JSON.stringify(text)}`);
+      }
+      return text;
+    case 'token':
+      if (text !== '' && text.length < 16) {
+        throw new ConfigError(name, 'must be at least 16 characters (it guards the API)');
+      }
+      if (/\s/.test(text)) throw new ConfigError(name, 'must not contain white space');
+      return text;
+    case 'level':
+      if (!['debug', 'info', 'warn', 'error'].includes(text)) {
+        throw new ConfigError(name, `must be one of debug, info, warn, error, got ${JSON.stringify(text)}`);
+      }
+      return text;
+  }
+}
+
+function integer(name: string, text: string, min: number, max: number): number {
+  if (!/^\d+$/.test(text)) throw new ConfigError(name, `must be a whole number, got ${JSON.stringify(text)}`);
+  const n = Number(text);
+  if (n < min || n > max) throw new ConfigError(name, `must be from ${min} to ${max}, got ${n}`);
+  return n;
+}

@@ -1,0 +1,273 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { DriverView } from '../cluster/messages.ts';
+import { parseOrderId, parseSessionHex } from '../codec/session.ts';
+import { log } from '../log.ts';
+import type { TripRecord } from '../store/driver.ts';
+import { badParam, HttpError, notFound } from './errors.ts';
+import * as p from './params.ts';
+
+/** What the API needs from the cluster (the primary implements it by fanning out to the workers). */
+export interface Backend {
+  nearest(
+    lat: number,
+    lon: number,
+    k: number,
+    radius: number,
+    free: boolean,
+  ): Promise<Array<DriverView & { distance: number }>>;
+  bbox(box: [number, number, number, number], after: string, limit: number): Promise<DriverView[]>;
+  driver(id: string): Promise<unknown>;
+  cab(cab: string): Promise<unknown>;
+  trip(orderId: string): Promise<TripRecord | null>;
+  /** True when the session was new. */
+  putSession(hi: number, lo: number, driverId: string, cab: string): Promise<boolean>;
+  deleteSession(hi: number, lo: number): Promise<boolean>;
+  deleteDriver(id: string): Promise<boolean>;
+  deleteCab(cab: string): Promise<boolean>;
+  metrics(): Promise<{ contentType: string; body: string }>;
+  health(): { ok: boolean; detail: Record<string, unknown> };
+  ready(): { ok: boolean; detail: Record<string, unknown> };
+}
+
+export interface Tokens {
+  operator: string;
+  /** Empty: no client token; client routes then take the operator token only. */
+  client: string;
+}
+
+export interface ApiOptions {
+  backend: Backend;
+  tokens: Tokens;
+  observe?: (route: string, method: string, status: number, seconds: number) => void;
+}
+
+/** Radius and k limits: a passenger's screen, not a census (bbox is the operators' tool for that). */
+export const MAX_K = 100;
+export const MAX_RADIUS_M = 50_000;
+export const MAX_BBOX_LIMIT = 1000;
+const MAX_BODY_BYTES = 4096;
+
+type Role = 'client' | 'operator' | 'public';
+
+const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
+
+export function createApi(options: ApiOptions): (req: IncomingMessage, res: ServerResponse) => void {
+  const { backend, tokens } = options;
+  const operatorDigest = digest(tokens.operator);
+  const clientDigest = tokens.client === '' ? null : digest(tokens.client);
+  const observe = options.observe ?? (() => {});
+
+  /** Constant-time comparison: both sides hashed to the same length first. */
+  const roleOf = (req: IncomingMessage): 'client' | 'operator' | null => {
+    const h = req.headers.authorization;
+    if (h === undefined || !h.startsWith('Bearer ')) return null;
+    const d = digest(h.slice(7).trim());
+    if (timingSafeEqual(d, operatorDigest)) return 'operator';
+    if (clientDigest !== null && timingSafeEqual(d, clientDigest)) return 'client';
+    return null;
+  };
+
+  const authorize = (req: IncomingMessage, need: Role): void => {
+    if (need === 'public') return;
+    const role = roleOf(req);
+    if (role === null) {
+      throw new HttpError(401, 'unauthorized', 'a valid Authorization: Bearer <token> header is required');
+    }
+    if (need === 'operator' && role !== 'operator') {
+      throw new HttpError(403, 'forbidden', 'this route needs the operator token');
+    }
+  };
+
+  const route = async (
+    req: IncomingMessage,
+    url: URL,
+    res: ServerResponse,
+  ): Promise<[string, unknown, number]> => {
+    const method = req.method ?? 'GET';
+    const path = url.pathname;
+    const q = url.searchParams;
+    const seg = path.split('/');
+
+    if (path === '/healthz' || path === '/readyz') {
+      allow(method, ['GET', 'HEAD']);
+      const r = path === '/healthz' ? backend.health() : backend.ready();
+      return [path.slice(1), { status: r.ok ? 'ok' : 'unavailable', ...r.detail }, r.ok ? 200 : 503];
+    }
+    if (path === '/metrics') {
+      allow(method, ['GET']);
+      const m = await backend.metrics();
+      res.setHeader('content-type', m.contentType);
+      return ['metrics', m.body, 200];
+    }
+    if (path === '/v1/drivers/nearest') {
+      allow(method, ['GET']);
+      authorize(req, 'client');
+      const lat = p.number(q, 'lat', -90, 90);
+      const lon = p.number(q, 'lon', -180, 180);
+      const k = p.integer(q, 'k', 1, MAX_K, 10);
+      const radius = p.number(q, 'radius', 1, MAX_RADIUS_M, 3000);
+      const free = p.flag(q, 'free');
+      return ['nearest', { drivers: await backend.nearest(lat, lon, k, radius, free) }, 200];
+    }
+    if (path === '/v1/drivers') {
+      allow(method, ['GET']);
+      authorize(req, 'operator');
+      const box = p.bbox(q, 'bbox');
+      const limit = p.integer(q, 'limit', 1, MAX_BBOX_LIMIT, 100);
+      const cursor = q.get('cursor') ?? '';
+      const after = cursor === '' ? '' : decodeCursor(cursor);
+      const found = await backend.bbox(box, after, limit);
+      const more = found.length > limit;
+      const drivers = more ? found.slice(0, limit) : found;
+      const next = more ? encodeCursor(drivers[drivers.length - 1]!.id) : null;
+      return ['bbox', { drivers, next }, 200];
+    }
+    if (seg.length === 4 && seg[1] === 'v1' && seg[2] === 'drivers') {
+      allow(method, ['GET', 'DELETE']);
+      authorize(req, 'operator');
+      const id = p.id(seg[3]!, 'id');
+      if (method === 'DELETE') {
+        if (!(await backend.deleteDriver(id))) throw notFound(`driver ${id}`);
+        return ['driver', null, 204];
+      }
+      const d = await backend.driver(id);
+      if (d === null) throw notFound(`driver ${id}`);
+      return ['driver', d, 200];
+    }
+    if (seg.length === 4 && seg[1] === 'v1' && seg[2] === 'cabs') {
+      allow(method, ['GET', 'DELETE']);
+      authorize(req, 'operator');
+      const cab = p.id(seg[3]!, 'cab');
+      if (method === 'DELETE') {
+        if (!(await backend.deleteCab(cab))) throw notFound(`cab ${cab}`);
+        return ['cab', null, 204];
+      }
+      const d = await backend.cab(cab);
+      if (d === null) throw notFound(`cab ${cab}`);
+      return ['cab', d, 200];
+    }
+    if (seg.length === 4 && seg[1] === 'v1' && seg[2] === 'trips') {
+      allow(method, ['GET']);
+      authorize(req, 'operator');
+      const raw = seg[3]!;
+      if (parseOrderId(raw) === undefined)
+        throw badParam('orderId', 'must be a decimal order id from 1 to 2^64-1');
+      const trip = await backend.trip(raw.replace(/^0+/, ''));
+      if (trip === null) throw notFound(`trip ${raw}`);
+      return ['trip', trip, 200];
+    }
+    if (seg.length === 4 && seg[1] === 'v1' && seg[2] === 'sessions') {
+      allow(method, ['PUT', 'DELETE']);
+      authorize(req, 'operator');
+      const s = parseSessionHex(seg[3]!);
+      if (s === undefined) throw badParam('session', 'must be 16 lowercase hex digits');
+      if (s.hi === 0 && s.lo === 0) throw badParam('session', 'must not be zero');
+      if (method === 'DELETE') {
+        if (!(await backend.deleteSession(s.hi, s.lo))) throw notFound(`session ${seg[3]}`);
+        return ['session', null, 204];
+      }
+      const body = await readJson(req);
+      const driverId = p.id(field(body, 'driverId'), 'driverId');
+      const cab = p.id(field(body, 'cab'), 'cab');
+      const created = await backend.putSession(s.hi, s.lo, driverId, cab);
+      return ['session', { session: seg[3], driverId, cab }, created ? 201 : 200];
+    }
+    throw new HttpError(404, 'not_found', `no route ${method} ${path}`);
+  };
+
+  return (req, res) => {
+    const started = process.hrtime.bigint();
+    let routeName = 'unknown';
+    const finish = (status: number, body: unknown): void => {
+      res.statusCode = status;
+      if (status === 204) res.end();
+      else if (typeof body === 'string') res.end(body);
+      else {
+        res.setHeader('content-type', 'application/json');
+        res.end(JSON.stringify(body));
+      }
+      observe(routeName, req.method ?? 'GET', status, Number(process.hrtime.bigint() - started) / 1e9);
+    };
+    let url: URL;
+    try {
+      url = new URL(req.url ?? '/', 'http://cabtrack');
+    } catch {
+      finish(400, new HttpError(400, 'bad_request', 'malformed request target').toJSON());
+      return;
+    }
+    route(req, url, res).then(
+      ([name, body, status]) => {
+        routeName = name;
+        finish(status, body);
+      },
+      (err: unknown) => {
+        if (err instanceof HttpError) {
+          if (err.status === 405) res.setHeader('allow', err.parameter ?? '');
+          const body = err.toJSON();
+          if (err.status === 405) delete body.error.parameter;
+          finish(err.status, body);
+          return;
+        }
+        log.error('request failed', { url: req.url, err: err instanceof Error ? err.stack : String(err) });
+        finish(500, new HttpError(500, 'internal', 'internal error').toJSON());
+      },
+    );
+  };
+}
+
+function allow(method: string, methods: string[]): void {
+  // 405 carries the allowed methods in `parameter` for the Allow header (and drops it from the body).
+  if (!methods.includes(method)) {
+    throw new HttpError(405, 'method_not_allowed', `method ${method} not allowed here`, methods.join(', '));
+  }
+}
+
+async function readJson(req: IncomingMessage): Promise<Record<string, unknown>> {
+  const type = req.headers['content-type'] ?? '';
+  if (!/^application\/json\b/i.test(type)) {
+    throw new HttpError(415, 'unsupported_media_type', 'body must be application/json');
+  }
+  const declared = Number(req.headers['content-length'] ?? 0);
+  if (declared > MAX_BODY_BYTES) {
+    req.resume();
+    throw new HttpError(413, 'payload_too_large', `body must be at most ${MAX_BODY_BYTES} bytes`);
+  }
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_BODY_BYTES) {
+      throw new HttpError(413, 'payload_too_large', `body must be at most ${MAX_BODY_BYTES} bytes`);
+    }
+    chunks.push(chunk);
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new HttpError(400, 'invalid_json', 'body is not valid JSON');
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new HttpError(400, 'invalid_json', 'body must be a JSON object');
+  }
+  return body as Record<string, unknown>;
+}
+
+function field(body: Record<string, unknown>, name: string): string {
+  const v = body[name];
+  if (v === undefined) throw badParam(name, 'is required');
+  if (typeof v !== 'string') throw badParam(name, `must be a string, got ${typeof v}`);
+  // p.id() percent-decodes path segments; a body value is taken literally.
+  return encodeURIComponent(v);
+}
+
+/** Page cursors are opaque to clients: the last driver id of the page, base64url. */
+function encodeCursor(id: string): string {
+  return Buffer.from(id, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): string {
+  if (!/^[A-Za-z0-9_-]{1,128}$/.test(cursor)) throw badParam('cursor', 'is not a cursor this API gave out');
+  return Buffer.from(cursor, 'base64url').toString('utf8');
+}

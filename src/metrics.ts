@@ -1,0 +1,181 @@
+import { AggregatorRegistry, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import type { IngestCounters } from './ingest/counters.ts';
+import { reasonNames } from './ingest/reasons.ts';
+
+/**
+ * Every metric cabtrack exports is defined here, named with its unit. Workers count into plain numbers
+ * (IngestCounters) that the metrics read when scraped; the primary gathers every worker's registry
+ * over IPC and merges it with its own (AggregatorRegistry sums counters and gauges across processes).
+ */
+
+export interface WorkerGauges {
+  drivers(): number;
+  activeTrips(): number;
+  paddingM(): number;
+  recvBufferBytes(): number;
+}
+
+export function workerRegistry(c: IngestCounters, g: WorkerGauges): Registry {
+  const register = new Registry();
+  collectDefaultMetrics({ register, prefix: 'cabtrack_' });
+  const opts = { registers: [register] };
+  new Counter({
+    name: 'cabtrack_datagrams_received_total',
+    help: 'UDP datagrams received by the workers.',
+    ...opts,
+    collect() {
+      this.reset();
+      this.inc(c.received);
+    },
+  });
+  new Counter({
+    name: 'cabtrack_datagrams_accepted_total',
+    help: 'Datagrams whose fix was applied to a driver.',
+    ...opts,
+    collect() {
+      this.reset();
+      this.inc(c.accepted);
+    },
+  });
+  new Counter({
+    name: 'cabtrack_datagrams_rejected_total',
+    help: 'Datagrams dropped, by reason.',
+    labelNames: ['reason'],
+    ...opts,
+    collect() {
+      this.reset();
+      // Every reason is exported, zeros included, so a dashboard sees a reason before it first happens.
+      for (let i = 1; i < reasonNames.length; i++) this.inc({ reason: reasonNames[i]! }, c.rejected[i]!);
+    },
+  });
+  new Gauge({
+    name: 'cabtrack_drivers',
+    help: 'Live drivers in the store.',
+    ...opts,
+    collect() {
+      this.set(g.drivers());
+    },
+  });
+  new Gauge({
+    name: 'cabtrack_trips_active',
+    help: 'Trips in progress.',
+    ...opts,
+    collect() {
+      this.set(g.activeTrips());
+    },
+  });
+  new Counter({
+    name: 'cabtrack_trips_ended_total',
+    help: 'Trips that ended (order changed, driver expired or removed).',
+    ...opts,
+    collect() {
+      this.reset();
+      this.inc(c.tripsEnded);
+    },
+  });
+  new Counter({
+    name: 'cabtrack_driver_handoffs_total',
+    help: 'Drivers handed from one worker to another because their fixes started arriving there.',
+    ...opts,
+    collect() {
+      this.reset();
+      this.inc(c.handoffs);
+    },
+  });
+  new Counter({
+    name: 'cabtrack_drivers_expired_total',
+    help: 'Drivers removed after being idle for the idle timeout.',
+    ...opts,
+    collect() {
+      this.reset();
+      this.inc(c.expired);
+    },
+  });
+  new Counter({
+    name: 'cabtrack_rtree_updates_total',
+    help: 'R-tree re-insertions (a driver left its padded box).',
+    ...opts,
+    collect() {
+      this.reset();
+      this.inc(c.treeUpdates);
+    },
+  });
+  new Gauge({
+    name: 'cabtrack_rtree_padding_meters',
+    help: 'Padding of the R-tree boxes, sized to the fleet density (averaged across workers).',
+    aggregator: 'average',
+    ...opts,
+    collect() {
+      this.set(g.paddingM());
+    },
+  });
+  new Gauge({
+    name: 'cabtrack_udp_receive_buffer_bytes',
+    help: 'SO_RCVBUF the kernel granted each worker socket (capped by net.core.rmem_max).',
+    aggregator: 'min',
+    ...opts,
+    collect() {
+      this.set(g.recvBufferBytes());
+    },
+  });
+  return register;
+}
+
+export interface PrimaryMetrics {
+  readonly register: Registry;
+  readonly httpDuration: Histogram<'route' | 'method' | 'status'>;
+  readonly workerRestarts: Counter;
+  readonly queryTimeouts: Counter;
+}
+
+export function primaryMetrics(sessions: () => number, workersUp: () => number): PrimaryMetrics {
+  const register = new Registry();
+  collectDefaultMetrics({ register, prefix: 'cabtrack_' });
+  const opts = { registers: [register] };
+  new Gauge({
+    name: 'cabtrack_sessions',
+    help: 'Sessions registered in the embedded registry.',
+    ...opts,
+    collect() {
+      this.set(sessions());
+    },
+  });
+  new Gauge({
+    name: 'cabtrack_workers_up',
+    help: 'Workers running and bound to the UDP port.',
+    ...opts,
+    collect() {
+      this.set(workersUp());
+    },
+  });
+  return {
+    register,
+    httpDuration: new Histogram({
+      name: 'cabtrack_http_request_duration_seconds',
+      help: 'HTTP API request duration by route.',
+      labelNames: ['route', 'method', 'status'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      ...opts,
+    }),
+    workerRestarts: new Counter({
+      name: 'cabtrack_worker_restarts_total',
+      help: 'Workers forked again after one died.',
+      ...opts,
+    }),
+    queryTimeouts: new Counter({
+      name: 'cabtrack_query_worker_timeouts_total',
+      help: 'Query fan-outs in which a worker did not answer in time (its drivers were left out).',
+      ...opts,
+    }),
+  };
+}
+
+/** Merges the workers' metrics (as getMetricsAsJSON() gave them) with the primary's. */
+export async function clusterMetricsText(primary: Registry, workers: unknown[]): Promise<string> {
+  const all = [...workers, await primary.getMetricsAsJSON()] as Parameters<
+    typeof AggregatorRegistry.aggregate
+  >[0];
+  return AggregatorRegistry.aggregate(all).metrics();
+}
+
+export const metricsContentType = new Registry().contentType;

@@ -1,0 +1,44 @@
+import { U64Map } from '../store/u64-map.ts';
+
+/** Who a session belongs to, as the dispatch system registered it at login. */
+export interface SessionInfo {
+  readonly driverId: string;
+  readonly cab: string;
+}
+
+/**
+ * What a worker asks on the hot path for a session it has no driver for yet. A lookup answers at once:
+ * the driver, `undefined` for an unknown or revoked session, or `PENDING` when the answer must be
+ * fetched (a Redis-backed registry); the registry then calls `onResolved` for that session later.
+ */
+export const PENDING = 'pending';
+export const FAILED = 'failed';
+export type Lookup = SessionInfo | undefined | typeof PENDING | typeof FAILED;
+
+export interface SessionRegistry {
+  lookup(hi: number, lo: number): Lookup;
+}
+
+/**
+ * The embedded registry: every worker holds a full copy, filled from the primary (which holds the
+ * authoritative one and serves the API). Lookups are synchronous.
+ */
+export class MemoryRegistry implements SessionRegistry {
+  readonly #sessions = new U64Map<SessionInfo>();
+
+  get size(): number {
+    return this.#sessions.size;
+  }
+
+  lookup(hi: number, lo: number): SessionInfo | undefined {
+    return this.#sessions.get(hi, lo);
+  }
+
+  put(hi: number, lo: number, info: SessionInfo): void {
+    this.#sessions.set(hi, lo, info);
+  }
+
+  delete(hi: number, lo: number): boolean {
+    return this.#sessions.delete(hi, lo);
+  }
+}

@@ -1,0 +1,177 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * Runs the real daemon as a child process on free loopback ports and talks to it over real UDP and
+ * HTTP, as a driver app, a client app and an operator would.
+ */
+
+export const OPERATOR = 'operator-token-for-tests-0123456789';
+export const CLIENT = 'client-token-for-tests-0123456789';
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** A port free for both TCP and UDP on 127.0.0.1 (the kernel picks; we check the other protocol). */
+export async function freePort(): Promise<number> {
+  for (;;) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = createServer();
+      srv.once('error', reject);
+      srv.listen(0, '127.0.0.1', () => {
+        const p = (srv.address() as { port: number }).port;
+        srv.close(() => resolve(p));
+      });
+    });
+    const udpFree = await new Promise<boolean>((resolve) => {
+      const s = dgram.createSocket('udp4');
+      s.once('error', () => resolve(false));
+      s.bind(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (udpFree) return port;
+  }
+}
+
+export interface HttpAnswer {
+  status: number;
+  headers: Headers;
+  body: any;
+  text: string;
+}
+
+export class Daemon {
+  readonly proc: ChildProcess;
+  readonly udpPort: number;
+  readonly httpPort: number;
+  readonly logs: string[] = [];
+  #exited: Promise<number | null>;
+
+  constructor(proc: ChildProcess, udpPort: number, httpPort: number) {
+    this.proc = proc;
+    this.udpPort = udpPort;
+    this.httpPort = httpPort;
+    proc.stderr!.setEncoding('utf8');
+    let partial = '';
+    proc.stderr!.on('data', (chunk: string) => {
+      const lines = (partial + chunk).split('\n');
+      partial = lines.pop()!;
+      this.logs.push(...lines);
+      if (process.env['CABTRACK_TEST_LOGS']) for (const l of lines) process.stderr.write(`[daemon] ${l}\n`);
+    });
+    this.#exited = new Promise((resolve) => proc.once('exit', (code) => resolve(code)));
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.httpPort}`;
+  }
+
+  async request(
+    method: string,
+    path: string,
+    options: { token?: string | null; body?: unknown; headers?: Record<string, string> } = {},
+  ): Promise<HttpAnswer> {
+    const headers: Record<string, string> = { ...options.headers };
+    const token = options.token === undefined ? OPERATOR : options.token;
+    if (token !== null) headers['authorization'] = `Bearer ${token}`;
+    let body: string | undefined;
+    if (options.body !== undefined) {
+      body = typeof options.body === 'string' ? options.body : JSON.stringify(options.body);
+      headers['content-type'] ??= 'application/json';
+    }
+    const res = await fetch(this.url + path, { method, headers, body });
+    const text = await res.text();
+    let parsed: unknown = null;
+    if ((res.headers.get('content-type') ?? '').includes('json') && text !== '') parsed = JSON.parse(text);
+    return { status: res.status, headers: res.headers, body: parsed, text };
+  }
+
+  get(path: string, token?: string | null): Promise<HttpAnswer> {
+    return this.request('GET', path, { token });
+  }
+
+  /** The value of one sample of /metrics (0 when absent). */
+  async metric(name: string, labels: Record<string, string> = {}): Promise<number> {
+    const { text } = await this.get('/metrics', null);
+    const want = Object.entries(labels).map(([k, v]) => `${k}="${v}"`);
+    for (const line of text.split('\n')) {
+      if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+      if (want.every((w) => line.includes(w))) return Number(line.slice(line.lastIndexOf(' ') + 1));
+    }
+    return 0;
+  }
+
+  async waitFor(cond: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+    const end = Date.now() + timeoutMs;
+    while (Date.now() < end) {
+      if (await cond()) return;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  }
+
+  async stop(): Promise<void> {
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGTERM');
+    await this.#exited;
+  }
+
+  exited(): Promise<number | null> {
+    return this.#exited;
+  }
+}
+
+export async function startDaemon(env: Record<string, string> = {}): Promise<Daemon> {
+  const udpPort = await freePort();
+  let httpPort = await freePort();
+  while (httpPort === udpPort) httpPort = await freePort();
+  const proc = spawn(process.execPath, ['src/main.ts'], {
+    cwd: ROOT,
+    env: {
+      PATH: process.env['PATH'] ?? '',
+      CABTRACK_HOST: '127.0.0.1',
+      CABTRACK_UDP_PORT: String(udpPort),
+      CABTRACK_HTTP_PORT: String(httpPort),
+      CABTRACK_WORKERS: '2',
+      CABTRACK_OPERATOR_TOKEN: OPERATOR,
+      CABTRACK_CLIENT_TOKEN: CLIENT,
+      ...env,
+    },
+    stdio: ['ignore', 'inherit', 'pipe'],
+  });
+  const d = new Daemon(proc, udpPort, httpPort);
+  const started = Date.now();
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`daemon exited with ${proc.exitCode}: ${d.logs.join('\n')}`);
+    try {
+      const r = await fetch(`${d.url}/readyz`);
+      if (r.status === 200) return d;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() - started > 20_000) {
+      await d.stop();
+      throw new Error(`daemon not ready after 20 s: ${d.logs.join('\n')}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A driver app's socket: one source address, as one phone behind one NAT mapping. */
+export class Phone {
+  readonly socket = dgram.createSocket('udp4');
+  readonly #port: number;
+  constructor(daemonUdpPort: number) {
+    this.#port = daemonUdpPort;
+  }
+  async open(): Promise<number> {
+    await new Promise<void>((resolve) => this.socket.bind(0, '127.0.0.1', () => resolve()));
+    return this.socket.address().port;
+  }
+  send(buf: Uint8Array): Promise<void> {
+    return new Promise((resolve, reject) =>
+      this.socket.send(buf, this.#port, '127.0.0.1', (err) => (err ? reject(err) : resolve())),
+    );
+  }
+  close(): void {
+    this.socket.close();
+  }
+}
