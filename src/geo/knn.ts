@@ -243,7 +243,7 @@ function boxH(lat: number, lon: number, cosLat: number, sinLat: number, box: Tre
   const width = box.maxX - box.minX;
   // Degrees the query lies east of the box's west edge, in [0, 360).
   let east = lon - box.minX;
-
+  if (east < 0 || east >= 360) east -= 360 * Math.floor(east / 360);
 
   if (east <= width) {
     // The nearest point is on the query's own meridian.
@@ -262,7 +262,7 @@ function boxH(lat: number, lon: number, cosLat: number, sinLat: number, box: Tre
   // (past the east edge, or short of the west edge going round) holds the nearest point. dLon in (0, 180].
   const pastEast = east - width;
   const toWest = 360 - east;
-  const dLon = pastEast < toWest ? pastEast : toWest;
+  const dLon = pastEast;
   const sinDLon = Math.sin(dLon * RAD * 0.5);
   const hLon = sinDLon * sinDLon;
   const cosDLon = 1 - 2 * hLon;

@@ -1,0 +1,112 @@
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { ConfigError, loadConfig } from '../src/config.ts';
+import { startDaemon } from './support/daemon.ts';
+
+t.test('the documented defaults', async (t) => {
+  const c = loadConfig({});
+  t.match(c, {
+    udpPort: 5005,
+    httpPort: 8080,
+    host: '0.0.0.0',
+    idleTimeoutS: 900,
+    trackPoints: 20,
+    operatorToken: '',
+    clientToken: '',
+    redisUrl: '',
+    osrmUrl: '',
+  });
+  t.ok(c.workers >= 1, 'workers 0 in the file means one per core');
+  t.ok(Object.isFrozen(c));
+});
+
+t.test('environment variables override the defaults', async (t) => {
+  const c = loadConfig({
+    CABTRACK_UDP_PORT: '6000',
+    CABTRACK_HTTP_PORT: '6001',
+    CABTRACK_WORKERS: '3',
+    CABTRACK_IDLE_TIMEOUT_S: '60',
+    CABTRACK_TRACK_POINTS: '50',
+    CABTRACK_OPERATOR_TOKEN: 'o'.repeat(20),
+    CABTRACK_REDIS_URL: 'redis://127.0.0.1:6379',
+    CABTRACK_OSRM_URL: 'http://osrm:5000',
+  });
+  t.match(c, {
+    udpPort: 6000,
+    httpPort: 6001,
+    workers: 3,
+    idleTimeoutS: 60,
+    trackPoints: 50,
+    osrmUrl: 'http://osrm:5000',
+  });
+});
+
+t.test('a bad value is refused with a message naming it', async (t) => {
+  const bad: Array<[string, string, RegExp]> = [
+    ['CABTRACK_UDP_PORT', '70000', /CABTRACK_UDP_PORT: must be from 1 to 65535/],
+    ['CABTRACK_UDP_PORT', 'abc', /CABTRACK_UDP_PORT: must be a whole number/],
+    ['CABTRACK_HTTP_PORT', '5005', /CABTRACK_HTTP_PORT: must differ/],
+    ['CABTRACK_WORKERS', '-1', /CABTRACK_WORKERS: must be a whole number/],
+    ['CABTRACK_IDLE_TIMEOUT_S', '0', /CABTRACK_IDLE_TIMEOUT_S: must be from 1/],
+    ['CABTRACK_TRACK_POINTS', '1.5', /CABTRACK_TRACK_POINTS/],
+    ['CABTRACK_OPERATOR_TOKEN', 'short', /CABTRACK_OPERATOR_TOKEN: must be at least 16/],
+    [
+      'CABTRACK_REDIS_URL',
+      'localhost:6379',
+      /CABTRACK_REDIS_URL: must be an http\(s\):\/\/ or redis\(s\):\/\/ URL/,
+    ],
+    ['CABTRACK_OSRM_URL', 'ftp://x', /CABTRACK_OSRM_URL/],
+    ['CABTRACK_LOG_LEVEL', 'loud', /CABTRACK_LOG_LEVEL/],
+  ];
+  for (const [key, value, message] of bad) {
+    t.throws(() => loadConfig({ [key]: value }), message, `${key}=${value}`);
+    try {
+      loadConfig({ [key]: value });
+    } catch (err) {
+      t.ok(err instanceof ConfigError && err.key === key);
+    }
+  }
+});
+
+t.test('the daemon refuses to start on a bad value, naming it', async (t) => {
+  const r = spawnSync(process.execPath, ['src/main.ts'], {
+    cwd: fileURLToPath(new URL('../', import.meta.url)),
+    env: { PATH: process.env['PATH'] ?? '', CABTRACK_IDLE_TIMEOUT_S: 'soon' },
+    encoding: 'utf8',
+    timeout: 20_000,
+  });
+  t.equal(r.status, 2);
+  t.match(
+    r.stderr,
+    'cabtrack: bad configuration: CABTRACK_IDLE_TIMEOUT_S: must be a whole number, got "soon"',
+  );
+});
+
+t.test(
+  'without tokens the daemon is not open for writes: it makes an operator token and logs it once',
+  async (t) => {
+    const daemon = await startDaemon({ CABTRACK_OPERATOR_TOKEN: '', CABTRACK_CLIENT_TOKEN: '' });
+    t.teardown(() => daemon.stop());
+    const lines = daemon.logs.filter((l) => l.includes('operatorToken'));
+    t.equal(lines.length, 1, 'printed once');
+    const token = (JSON.parse(lines[0]!) as { operatorToken: string }).operatorToken;
+    t.ok(token.length >= 32);
+    const body = { driverId: 'a', cab: 'b' };
+    t.equal(
+      (await daemon.request('PUT', '/v1/sessions/0000000000000001', { token: null, body })).status,
+      401,
+    );
+    t.equal(
+      (await daemon.request('PUT', '/v1/sessions/0000000000000001', { token: 'o'.repeat(20), body })).status,
+      401,
+    );
+    t.equal((await daemon.request('PUT', '/v1/sessions/0000000000000001', { token, body })).status, 201);
+    t.equal(
+      (await daemon.get('/v1/drivers/nearest?lat=1&lon=1', token)).status,
+      200,
+      'client routes take the operator token',
+    );
+    t.ok(daemon.logs.some((l) => l.includes('CABTRACK_CLIENT_TOKEN is not set')));
+  },
+);
