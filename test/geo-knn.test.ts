@@ -3,7 +3,7 @@ import RBush from 'rbush';
 import rbushKnn from 'rbush-knn';
 import t from 'tap';
 import { EARTH_RADIUS_M, haversineM, METRES_PER_DEGREE_LAT, RAD } from '../src/geo/distance.ts';
-import { type GeoItem, type Neighbour, nearest } from '../src/geo/knn.ts';
+import { boxDistanceM, type GeoItem, type Neighbour, nearest } from '../src/geo/knn.ts';
 import { Prng } from './support/prng.ts';
 
 // nearest() against a brute-force oracle: haversine to every item, sort, keep k within the radius.
@@ -426,4 +426,67 @@ t.test('the bound is in the radius units the caller expects (sanity)', async (tt
   const tree = treeOf([makeItem(1, lat, 2.35, new Prng(1), 50)]);
   tt.strictSame(ids(nearest(tree, 48.85, 2.35, 1, 1000.000001)), [1]);
   tt.strictSame(ids(nearest(tree, 48.85, 2.35, 1, 999.999)), []);
+});
+
+t.test('boxDistanceM is the distance to the nearest point of the box (property)', async (tt) => {
+  const prng = new Prng(14);
+  const failures: string[] = [];
+  const edgeSteps = 4000;
+  for (let c = 0; c < 600; c++) {
+    // Boxes from 10 m to 30 degrees, anywhere: across the date line, past it, over a pole.
+    const size = 10 ** (prng.float() * 6.5 - 4);
+    const cLat = Math.asin(2 * prng.float() - 1) / RAD;
+    const cLon = prng.float() * 360 - 180;
+    const minLat = Math.max(-90, cLat - prng.float() * size);
+    const maxLat = Math.min(90, cLat + prng.float() * size);
+    const minLon = cLon - prng.float() * size * 2;
+    const maxLon = cLon + prng.float() * size * 2;
+    // Queries near the box (the cases the search meets most) and anywhere.
+    const near = c % 3 !== 0;
+    const qLat = near
+      ? Math.max(-90, Math.min(90, cLat + (prng.float() * 2 - 1) * size * 3))
+      : Math.asin(2 * prng.float() - 1) / RAD;
+    const qLon = near ? wrapLon(cLon + (prng.float() * 2 - 1) * size * 6) : prng.float() * 360 - 180;
+
+    // Brute force: the nearest point is on the boundary (or the query is inside).
+    let best = Number.POSITIVE_INFINITY;
+    let step = 0;
+    const inLon = (((qLon - minLon) % 360) + 360) % 360 <= maxLon - minLon;
+    if (inLon && qLat >= minLat && qLat <= maxLat) best = 0;
+    for (let i = 0; i <= edgeSteps; i++) {
+      const f = i / edgeSteps;
+      const lat = minLat + f * (maxLat - minLat);
+      const lon = minLon + f * (maxLon - minLon);
+      best = Math.min(
+        best,
+        haversineM(qLat, qLon, lat, wrapLon(minLon)),
+        haversineM(qLat, qLon, lat, wrapLon(maxLon)),
+        haversineM(qLat, qLon, minLat, wrapLon(lon)),
+        haversineM(qLat, qLon, maxLat, wrapLon(lon)),
+      );
+      if (inLon) best = Math.min(best, haversineM(qLat, qLon, lat, qLon));
+    }
+    // Brute force misses the true minimum by at most half a step along an edge.
+    step = Math.max(
+      haversineM(minLat, 0, maxLat, 0),
+      haversineM(minLat, minLon, minLat, maxLon),
+      haversineM(maxLat, minLon, maxLat, maxLon),
+    );
+    const tolerance = step / edgeSteps + 1e-6;
+    const boxLon = (lon: number) => wrapLon(lon);
+    // minLon > maxLon is the date-line form of a box that extends past 180.
+    const bound =
+      maxLon - minLon >= 360
+        ? boxDistanceM(qLat, qLon, -180, minLat, 180, maxLat)
+        : boxDistanceM(qLat, qLon, boxLon(minLon), minLat, boxLon(maxLon), maxLat);
+    if (!(bound <= best + 1e-6 && best - bound <= tolerance)) {
+      failures.push(`box ${[minLon, minLat, maxLon, maxLat]} query ${qLat},${qLon}: ${bound} vs ${best}`);
+    }
+  }
+  tt.strictSame(failures, []);
+  tt.equal(boxDistanceM(10, 10, 9, 9, 11, 11), 0);
+  tt.equal(boxDistanceM(0, 179.5, 179, -1, -179, 1), 0, 'inside a box across the date line');
+  tt.ok(Math.abs(boxDistanceM(0, 0, 1, -1, 2, 1) - METRES_PER_DEGREE_LAT) <= 1e-6, 'one degree east');
+  tt.ok(Math.abs(boxDistanceM(0, -179.5, 170, -1, 179, 1) - 0.5 * METRES_PER_DEGREE_LAT) <= 1e-6, 'over the line');
+  tt.throws(() => boxDistanceM(91, 0, 0, 0, 1, 1), RangeError);
 });
