@@ -28,6 +28,10 @@ export interface Config {
   readonly finishedTrips: number;
   /** How long the primary waits for workers' answers to a query. */
   readonly queryTimeoutMs: number;
+  /** How long a nearest query waits for map-matched paths before answering with straight ones. */
+  readonly pathDeadlineMs: number;
+  /** Per-request timeout of OSRM calls. */
+  readonly osrmTimeoutMs: number;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
@@ -59,6 +63,8 @@ const SETTINGS: ReadonlyArray<readonly [keyof Config, string, Kind, number?, num
   ['maxSpeedKmh', 'CABTRACK_MAX_SPEED_KMH', 'positive', 1, 2000],
   ['finishedTrips', 'CABTRACK_FINISHED_TRIPS', 'count', 0, 100_000_000],
   ['queryTimeoutMs', 'CABTRACK_QUERY_TIMEOUT_MS', 'count', 10, 60_000],
+  ['pathDeadlineMs', 'CABTRACK_PATH_DEADLINE_MS', 'count', 1, 10_000],
+  ['osrmTimeoutMs', 'CABTRACK_OSRM_TIMEOUT_MS', 'count', 1, 60_000],
   ['logLevel', 'CABTRACK_LOG_LEVEL', 'level'],
 ];
 

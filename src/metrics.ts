@@ -1,6 +1,8 @@
 import { AggregatorRegistry, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { IngestCounters } from './ingest/counters.ts';
 import { reasonNames } from './ingest/reasons.ts';
+import { OSRM_OUTCOMES } from './osrm/client.ts';
+import type { PathCounters } from './paths/path-matcher.ts';
 
 /**
  * Every metric cabtrack exports is defined here, named with its unit. Workers count into plain numbers
@@ -15,7 +17,13 @@ export interface WorkerGauges {
   recvBufferBytes(): number;
 }
 
-export function workerRegistry(c: IngestCounters, g: WorkerGauges): Registry {
+export interface WorkerMetrics {
+  register: Registry;
+  /** One OSRM /match call ended: its outcome (a fixed set, src/osrm/client.ts) and duration. */
+  osrmRequest(outcome: string, seconds: number): void;
+}
+
+export function workerRegistry(c: IngestCounters, g: WorkerGauges, paths: PathCounters): WorkerMetrics {
   const register = new Registry();
   collectDefaultMetrics({ register, prefix: 'cabtrack_' });
   const opts = { registers: [register] };
@@ -118,7 +126,36 @@ export function workerRegistry(c: IngestCounters, g: WorkerGauges): Registry {
       this.set(g.recvBufferBytes());
     },
   });
-  return register;
+  new Counter({
+    name: 'cabtrack_path_cache_total',
+    help: 'Driver paths asked for, by outcome: hit, miss (an OSRM call), shared (joined a call in flight), standstill (no call).',
+    labelNames: ['outcome'],
+    ...opts,
+    collect() {
+      this.reset();
+      for (const [outcome, n] of Object.entries(paths)) this.inc({ outcome }, n);
+    },
+  });
+  const osrmTotal = new Counter({
+    name: 'cabtrack_osrm_requests_total',
+    help: 'OSRM /match calls by outcome.',
+    labelNames: ['outcome'],
+    ...opts,
+  });
+  for (const outcome of OSRM_OUTCOMES) osrmTotal.inc({ outcome }, 0);
+  const osrmDuration = new Histogram({
+    name: 'cabtrack_osrm_request_duration_seconds',
+    help: 'OSRM /match call duration (calls that reached the network).',
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    ...opts,
+  });
+  return {
+    register,
+    osrmRequest(outcome, seconds) {
+      osrmTotal.inc({ outcome });
+      if (seconds > 0) osrmDuration.observe(seconds);
+    },
+  };
 }
 
 export interface PrimaryMetrics {

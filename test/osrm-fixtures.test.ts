@@ -18,7 +18,7 @@ import t from 'tap';
 import { request } from 'undici';
 import { type GeometryFormat, type MatchResult, parseMatchResponse } from '../src/osrm/client.ts';
 import { decodePolyline, encodePolyline } from '../src/osrm/polyline.ts';
-import { startOsrmServer } from './support/osrm-server.ts';
+import { handleOsrmRequest, startOsrmServer } from './support/osrm-server.ts';
 import { Prng } from './support/prng.ts';
 
 interface Fixture {
@@ -314,6 +314,28 @@ t.test('parseMatchResponse on the recorded bodies', async (t) => {
     }
   });
 
+  t.test('with overview=full, every tracepoint is a vertex of its matching', async (t) => {
+    // What lets the daemon cut a matching into the stretches between consecutive fixes. Not with
+    // steps=true: there OSRM trims the start of the overview to the first maneuver (the first fix of
+    // match-corner-steps-annotations is not in its geometry), but the client never asks for steps.
+    let checked = 0;
+    for (const [name, f] of fixtures) {
+      if (!f.request.path.startsWith('/match/') || f.status !== 200) continue;
+      if (!f.request.path.includes('overview=full') || f.request.path.includes('steps=true')) continue;
+      const r = matched(name);
+      for (const tp of r.tracepoints) {
+        if (tp === null) continue;
+        const path = r.matchings[tp.matchingsIndex]!.coordinates;
+        t.ok(
+          path.some(([lon, lat]) => lon === tp.location[0] && lat === tp.location[1]),
+          name,
+        );
+        checked++;
+      }
+    }
+    t.equal(checked, 81);
+  });
+
   t.test('other services are not match answers', async (t) => {
     for (const name of ['route-geojson', 'nearest', 'nearest-number-3']) {
       t.same(parsed(name), { kind: 'unavailable', reason: 'bad_response' }, name);
@@ -494,6 +516,18 @@ t.test('the stand-in server replays every recorded /match request and error', as
       continue;
     }
     t.equal(structure(ours), structure(matched(name)), `${name}: parsed structure`);
+    if (f.request.path.includes('overview=full')) {
+      t.ok(
+        ours.tracepoints.every(
+          (tp) =>
+            tp === null ||
+            ours.matchings[tp.matchingsIndex]!.coordinates.some(
+              ([lon, lat]) => lon === tp.location[0] && lat === tp.location[1],
+            ),
+        ),
+        `${name}: every tracepoint is a vertex of its matching`,
+      );
+    }
   }
   t.equal(replayed, 29);
   t.equal(server.requests, 29);
@@ -514,5 +548,44 @@ t.test('the stand-in refuses what it does not implement instead of answering wro
   t.same(await waypoints.body.json(), {
     message: 'The stand-in OSRM does not implement waypoints.',
     code: 'NotImplemented',
+  });
+});
+
+t.test('the stand-in takes the other spellings of a request that osrm-routed takes', async (t) => {
+  // Not recorded, so checked against the recorded answer to the plain spelling of the same request.
+  const plain = fixture('match-10pts-geojson');
+  const [path, query] = plain.request.path.split('?') as [string, string];
+  const coordinates = path
+    .split('/')[4]!
+    .split(';')
+    .map((c) => c.split(',').map(Number) as [number, number]);
+  const spellings = [
+    `${path}.json?${query}`,
+    `/match/v1/driving/polyline6(${encodePolyline(coordinates, 6)})?${query}`,
+    `/match/v1/driving/polyline(${encodePolyline(coordinates, 5)})?${query}`,
+    `${path}?${query.replace(/radiuses=[^&]+/, `radiuses=${coordinates.map(() => '').join(';')}`)}`,
+    `${path.replace('driving', 'car')}?${query}&steps=false&annotations=false&generate_hints=true`,
+  ];
+  const want = structure(matched('match-10pts-geojson'));
+  for (const spelling of spellings) {
+    const answer = handleOsrmRequest(spelling);
+    const r = parseMatchResponse(answer.status, answer.body, 'geojson');
+    t.equal(r.kind === 'matched' ? structure(r) : JSON.stringify(r), want, spelling.slice(0, 80));
+  }
+  t.same(handleOsrmRequest(`${path}?${query.replace(/radiuses=[^&]+/, 'radiuses=10;10')}`).body, {
+    message: 'Number of elements in radiuses size 2 does not match coordinate size 10',
+    code: 'InvalidOptions',
+  });
+  t.same(handleOsrmRequest(`${path}?geometries=polyline7`).body, {
+    message: `Query string malformed close to position ${path.length + 1 + 'geometries=polyline'.length}`,
+    code: 'InvalidQuery',
+  });
+  t.same(handleOsrmRequest(`${path}?`).body, {
+    message: `Query string malformed close to position ${path.length + 1}`,
+    code: 'InvalidQuery',
+  });
+  t.same(handleOsrmRequest('/match/v1/driving/7.42,43.73;7.42,43.74 ').body, {
+    message: 'URL string malformed close to position 39: ".74 "',
+    code: 'InvalidUrl',
   });
 });

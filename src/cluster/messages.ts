@@ -20,6 +20,7 @@ export type QueryOp =
   | { op: 'driver'; id: string }
   | { op: 'cab'; cab: string }
   | { op: 'trip'; orderId: string }
+  | { op: 'paths'; ids: string[]; deadlineMs: number }
   | { op: 'metrics' }
   | { op: 'stats' };
 

@@ -187,11 +187,38 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
   };
 
   const backend: Backend = {
-    async nearest(lat, lon, k, radius, free) {
+    async nearest(lat, lon, k, radius, free, withPath) {
       const parts = (await query({ op: 'nearest', lat, lon, k, radius, free })) as Array<
         Array<DriverView & { distance: number }>
       >;
-      return mergeUnique(parts.flat(), (a, b) => a.distance - b.distance || cmp(a.id, b.id)).slice(0, k);
+      const drivers = mergeUnique(parts.flat(), (a, b) => a.distance - b.distance || cmp(a.id, b.id)).slice(
+        0,
+        k,
+      );
+      if (!withPath || drivers.length === 0) return drivers;
+      // Paths only for the k that made the cut, each from the worker that owns the driver, in parallel.
+      const byOwner = new Map<number, string[]>();
+      for (const d of drivers) {
+        const owner = directory.owner(d.id);
+        if (owner !== undefined) byOwner.set(owner, [...(byOwner.get(owner) ?? []), d.id]);
+      }
+      const found: Record<string, unknown> = {};
+      await Promise.all(
+        [...byOwner].map(async ([owner, ids]) => {
+          const m = members.get(owner);
+          if (m === undefined) return;
+          const r = await ask(m.worker, (req) => ({
+            t: 'query',
+            req,
+            q: { op: 'paths', ids, deadlineMs: config.pathDeadlineMs },
+          }));
+          if (r !== null && r !== undefined) Object.assign(found, r);
+        }),
+      );
+      return drivers.map((d) => {
+        const p = found[d.id] as { path: unknown; matched: boolean } | undefined;
+        return { ...d, path: p?.path ?? [[d.lon, d.lat, d.time]], matched: p?.matched ?? false };
+      });
     },
     async bbox(box, after, limit) {
       const [minLon, minLat, maxLon, maxLat] = box;

@@ -8,6 +8,8 @@ import { checkFix } from '../ingest/filter.ts';
 import { MAX_DATAGRAM_BYTES, Reason } from '../ingest/reasons.ts';
 import { log } from '../log.ts';
 import { workerRegistry } from '../metrics.ts';
+import { OsrmClient } from '../osrm/client.ts';
+import { PathMatcher } from '../paths/path-matcher.ts';
 import { MemoryRegistry } from '../sessions/registry.ts';
 import type { Driver, DriverState } from '../store/driver.ts';
 import { Shard } from '../store/shard.ts';
@@ -64,12 +66,26 @@ export function startWorker(config: Config): void {
   });
   const fix = new Fix();
   let recvBufferBytes = 0;
-  const metrics = workerRegistry(counters, {
-    drivers: () => shard.size,
-    activeTrips: () => shard.activeTrips,
-    paddingM: () => shard.paddingM,
-    recvBufferBytes: () => recvBufferBytes,
-  });
+  const paths = new PathMatcher({ match: null });
+  const metrics = workerRegistry(
+    counters,
+    {
+      drivers: () => shard.size,
+      activeTrips: () => shard.activeTrips,
+      paddingM: () => shard.paddingM,
+      recvBufferBytes: () => recvBufferBytes,
+    },
+    paths.counters,
+  );
+  const osrm =
+    config.osrmUrl === ''
+      ? null
+      : new OsrmClient({
+          url: config.osrmUrl,
+          timeoutMs: config.osrmTimeoutMs,
+          onOutcome: metrics.osrmRequest,
+        });
+  paths.setMatcher(osrm === null ? null : (points, signal) => osrm.match(points, signal));
 
   const reject = (reason: number): void => {
     counters.rejected[reason]!++;
@@ -157,7 +173,7 @@ export function startWorker(config: Config): void {
     free: d.free,
   });
 
-  const detail = (d: Driver | undefined): unknown => {
+  const detail = async (d: Driver | undefined): Promise<unknown> => {
     if (d === undefined || d.time === 0) return null;
     const p = shard.points(d);
     const points: Array<{ lat: number; lon: number; time: number }> = [];
@@ -168,6 +184,8 @@ export function startWorker(config: Config): void {
       orderId: d.trip?.orderId ?? null,
       seenAt: new Date(d.seenAtMs).toISOString(),
       points,
+      // The recent points along the roads (raw fixes, matched false, when OSRM cannot match them).
+      track: await paths.track(d.id, p, config.pathDeadlineMs),
       trip: d.trip === null ? null : shard.trip(d.trip.orderId),
     };
   };
@@ -190,8 +208,18 @@ export function startWorker(config: Config): void {
         return detail(shard.byCab(q.cab));
       case 'trip':
         return shard.trip(q.orderId) ?? null;
+      case 'paths': {
+        const out: Record<string, unknown> = {};
+        await Promise.all(
+          q.ids.map(async (id) => {
+            const d = shard.drivers.get(id);
+            if (d !== undefined) out[id] = await paths.path(id, shard.points(d), q.deadlineMs);
+          }),
+        );
+        return out;
+      }
       case 'metrics':
-        return metrics.getMetricsAsJSON();
+        return metrics.register.getMetricsAsJSON();
       case 'stats':
         return {
           drivers: shard.size,
@@ -302,6 +330,7 @@ export function startWorker(config: Config): void {
   const stop = (): void => {
     clearInterval(tickTimer);
     socket.close();
+    void osrm?.close();
     process.exit(0);
   };
   process.on('SIGTERM', stop);

@@ -15,6 +15,8 @@ export interface Backend {
     k: number,
     radius: number,
     free: boolean,
+    /** Add each driver's road path from its previous fix (`path`, `matched`). */
+    path: boolean,
   ): Promise<Array<DriverView & { distance: number }>>;
   bbox(box: [number, number, number, number], after: string, limit: number): Promise<DriverView[]>;
   driver(id: string): Promise<unknown>;
@@ -108,7 +110,8 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
       const k = p.integer(q, 'k', 1, MAX_K, 10);
       const radius = p.number(q, 'radius', 1, MAX_RADIUS_M, 3000);
       const free = p.flag(q, 'free');
-      return ['nearest', { drivers: await backend.nearest(lat, lon, k, radius, free) }, 200];
+      const path = p.flag(q, 'path');
+      return ['nearest', { drivers: await backend.nearest(lat, lon, k, radius, free, path) }, 200];
     }
     if (path === '/v1/drivers') {
       allow(method, ['GET']);

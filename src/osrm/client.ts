@@ -140,6 +140,9 @@ const MAX_BODY_BYTES = 1 << 20;
  */
 const KEEP_ALIVE_TIMEOUT_MS = 4000;
 
+/** Node clamps a longer timer to 1 ms (with a warning), which would make every call time out at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** The identifier characters osrm-routed's URL grammar accepts for service and profile names. */
 const PROFILE_RE = /^[A-Za-z0-9_.~:-]+$/;
 
@@ -232,16 +235,19 @@ export class OsrmClient {
       throw new TypeError('osrm: url must be a plain base URL, without query, fragment or credentials');
     }
     const profile = options.profile ?? 'driving';
-    if (!PROFILE_RE.test(profile))
+    if (!PROFILE_RE.test(profile)) {
       throw new TypeError(`osrm: profile has characters OSRM rejects: ${profile}`);
+    }
     const connections = optionInt('connections', options.connections, 8, 1);
     this.#timeoutMs = optionNumber('timeoutMs', options.timeoutMs, 800, true);
+    if (this.#timeoutMs > MAX_TIMER_MS) throw new RangeError(`osrm: timeoutMs must be <= ${MAX_TIMER_MS}`);
     const radiusM = optionNumber('radiusM', options.radiusM, 10, true);
     this.#maxPoints = optionInt('maxPoints', options.maxPoints, 100, 2);
     this.#failureThreshold = optionInt('failureThreshold', options.failureThreshold, 5, 1);
     this.#coolDownMs = optionNumber('coolDownMs', options.coolDownMs, 10_000, false);
-    if (options.now !== undefined && typeof options.now !== 'function')
+    if (options.now !== undefined && typeof options.now !== 'function') {
       throw new TypeError('osrm: now must be a function');
+    }
     if (options.onOutcome !== undefined && typeof options.onOutcome !== 'function') {
       throw new TypeError('osrm: onOutcome must be a function');
     }
@@ -361,6 +367,9 @@ export class OsrmClient {
     } catch (err) {
       return isUndiciTimeout(err) ? 'timeout' : 'connection';
     }
+    // Destroying an unfinished body makes undici emit an AbortError; reads see errors through their own
+    // promises, and without a listener that one event would be an uncaught exception.
+    res.body.on('error', noop);
     const status = res.statusCode;
     if (status !== 200 && status !== 400) {
       // Not OSRM speaking (a proxy's 502, osrm-routed's stock 500): read it off so the socket stays usable.
@@ -527,8 +536,9 @@ function parseOk(body: unknown, geometries: GeometryFormat): MatchResult | null 
   const rawMatchings = body.matchings;
   const rawTracepoints = body.tracepoints;
   // OSRM answers NoMatch rather than Ok with no matchings.
-  if (!Array.isArray(rawMatchings) || rawMatchings.length === 0 || !Array.isArray(rawTracepoints))
+  if (!Array.isArray(rawMatchings) || rawMatchings.length === 0 || !Array.isArray(rawTracepoints)) {
     return null;
+  }
 
   const matchings: Matching[] = [];
   for (const m of rawMatchings as unknown[]) {
@@ -550,8 +560,9 @@ function parseOk(body: unknown, geometries: GeometryFormat): MatchResult | null 
     const matchingsIndex = tp.matchings_index;
     const waypointIndex = tp.waypoint_index;
     const location = tp.location;
-    if (!isIndex(matchingsIndex) || matchingsIndex >= matchings.length || !isIndex(waypointIndex))
+    if (!isIndex(matchingsIndex) || matchingsIndex >= matchings.length || !isIndex(waypointIndex)) {
       return null;
+    }
     if (!isLonLat(location)) return null;
     tracepoints.push({ matchingsIndex, waypointIndex, location: [location[0], location[1]] });
   }
@@ -562,8 +573,9 @@ function parseGeometry(geometry: unknown, format: GeometryFormat): Array<[number
   if (format === false) return geometry === undefined ? [] : null;
   let coordinates: Array<[number, number]>;
   if (format === 'geojson') {
-    if (!isRecord(geometry) || geometry.type !== 'LineString' || !Array.isArray(geometry.coordinates))
+    if (!isRecord(geometry) || geometry.type !== 'LineString' || !Array.isArray(geometry.coordinates)) {
       return null;
+    }
     coordinates = [];
     for (const c of geometry.coordinates as unknown[]) {
       if (!isLonLat(c)) return null;

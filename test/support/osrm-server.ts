@@ -80,7 +80,10 @@ export type OsrmServerMode =
   | { kind: 'down' }
   /** Answer every request with an OSRM error body (status 400 unless given). */
   | { kind: 'error'; code: string; message?: string; status?: number }
-  /** Answer with a body that is not OSRM's (status 200 and a cut-off JSON unless given). */
+  /**
+   * Answer with a body that is not OSRM's (status 200 and a cut-off JSON unless given); `headers` are added
+   * to or replace the defaults, and `transfer-encoding: chunked` drops the content-length.
+   */
   | { kind: 'garbage'; status?: number; body?: string; headers?: Record<string, string> };
 
 export interface OsrmServer {
@@ -127,11 +130,14 @@ export async function startOsrmServer(options: StandInOptions = {}): Promise<Osr
     if (current.kind === 'garbage') {
       const body =
         current.body ?? '{"code":"Ok","matchings":[{"confidence":0.9,"geometry":"qajlrAoy}cM_Eh@gFp@';
-      res.writeHead(current.status ?? 200, {
+      const headers: Record<string, string | number> = {
         'content-type': 'application/json; charset=UTF-8',
         'content-length': Buffer.byteLength(body),
         ...current.headers,
-      });
+      };
+      // A streamed body has no length.
+      if (headers['transfer-encoding'] === 'chunked') delete headers['content-length'];
+      res.writeHead(current.status ?? 200, headers);
       res.end(body);
       return;
     }
