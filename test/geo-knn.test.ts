@@ -487,6 +487,9 @@ t.test('boxDistanceM is the distance to the nearest point of the box (property)'
   tt.equal(boxDistanceM(10, 10, 9, 9, 11, 11), 0);
   tt.equal(boxDistanceM(0, 179.5, 179, -1, -179, 1), 0, 'inside a box across the date line');
   tt.ok(Math.abs(boxDistanceM(0, 0, 1, -1, 2, 1) - METRES_PER_DEGREE_LAT) <= 1e-6, 'one degree east');
-  tt.ok(Math.abs(boxDistanceM(0, -179.5, 170, -1, 179, 1) - 1.5 * METRES_PER_DEGREE_LAT) <= 1e-6, 'over the line');
+  tt.ok(
+    Math.abs(boxDistanceM(0, -179.5, 170, -1, 179, 1) - 1.5 * METRES_PER_DEGREE_LAT) <= 1e-6,
+    'over the line',
+  );
   tt.throws(() => boxDistanceM(91, 0, 0, 0, 1, 1), RangeError);
 });

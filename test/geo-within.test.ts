@@ -31,7 +31,13 @@ function makeItem(id: number, lat: number, lon: number, prng: Prng, maxPadM: num
   };
 }
 
-function oracle(items: readonly Item[], minLon: number, minLat: number, maxLon: number, maxLat: number): number[] {
+function oracle(
+  items: readonly Item[],
+  minLon: number,
+  minLat: number,
+  maxLon: number,
+  maxLat: number,
+): number[] {
   return items
     .filter(
       (it) =>
@@ -98,7 +104,10 @@ t.test('padded boxes do not leak items whose position is outside', async (tt) =>
   const got = within(tree, 2.351, 48.851, 2.352, 48.852, byId);
   tt.strictSame(ids(got), oracle(items, 2.351, 48.851, 2.352, 48.852));
   tt.ok(got.length > 0 && got.length < 200, `${got.length} inside`);
-  tt.ok(tree.search({ minX: 2.351, minY: 48.851, maxX: 2.352, maxY: 48.852 }).length > 1000, 'boxes overlap a lot');
+  tt.ok(
+    tree.search({ minX: 2.351, minY: 48.851, maxX: 2.352, maxY: 48.852 }).length > 1000,
+    'boxes overlap a lot',
+  );
 });
 
 t.test('edges are inclusive, on both sides of the date line', async (tt) => {

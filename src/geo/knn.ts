@@ -6,23 +6,19 @@
  * driver moving a few metres does not cost a remove + insert), and carries the exact position in
  * `lat` / `lon`. Queries rank and filter by the exact position; the boxes only steer the descent.
  *
- * nearest() is the best-first search of mourner/geokdbush (itself after Hjaltason & Samet, "Distance
- * browsing in spatial databases", 1999) run over rbush's node layout: a priority queue holds tree nodes
- * keyed by a lower bound of the great-circle distance from the query to the node's box, and items keyed
- * by their exact distance. Because a node's bound never exceeds the distance of anything below it, items
- * leave the queue in distance order. Keys are haversines, hav = sin^2(angle / 2), which grow with
- * distance: the asin is taken only for the items that are returned.
+ * nearest() is the best-first search of mourner/geokdbush (after Hjaltason & Samet, "Distance browsing
+ * in spatial databases", 1999) run over rbush's node layout: a priority queue holds tree nodes keyed by
+ * a lower bound of the great-circle distance from the query to the node's box (boxH), and the search
+ * stops when the nearest unopened box is further than the k-th item found. A node's bound never exceeds
+ * the distance of anything below it, so every item that can be in the answer is looked at, by its exact
+ * position. Distances are compared as haversines, hav = sin^2(angle / 2), which grow with distance: an
+ * asin is taken only for items that get into the answer.
+ *
+ * Measured in bench/knn.ts (results in bench/results/knn.json) against rbush-knn, which ranks boxes by
+ * planar degrees and is wrong at any latitude away from the equator.
  */
 import type { BBox, default as RBush } from 'rbush';
-import {
-  cosDeg,
-  EARTH_RADIUS_M,
-  haversineHForDistance,
-  haversineM,
-  lonDelta,
-  MAX_DISTANCE_M,
-  RAD,
-} from './distance.ts';
+import { cosDeg, EARTH_RADIUS_M, haversineHForDistance, haversineM, lonDelta, RAD } from './distance.ts';
 import { MinHeap } from './min-heap.ts';
 
 /** What the queries need of an item: its box in the tree (X is longitude, Y latitude) and its position. */
@@ -54,9 +50,6 @@ interface TreeNode {
   maxY: number;
 }
 
-const NODE = 0;
-const ITEM = 1;
-
 /**
  * Keys within this relative margin of a cut-off (the k-th result, the radius) are still searched. A
  * haversine is computed to a few ulps (1e-15) of relative error; the margin is a million times wider, so
@@ -66,7 +59,7 @@ const ITEM = 1;
 const SLACK = 1 + 1e-9;
 
 /** Shared by every call: nearest() runs to completion without yielding, so one heap serves them all. */
-const scratch = new MinHeap<unknown>(256);
+const scratch = new MinHeap<TreeNode>(256);
 // Set while scratch is in use, in case a filter or tieBreak callback calls nearest() again.
 let scratchBusy = false;
 
@@ -107,7 +100,7 @@ export function nearest<T extends GeoItem>(
   let count = 0;
   if (k > 0) {
     const reentered = scratchBusy;
-    const heap = reentered ? new MinHeap<unknown>() : scratch;
+    const heap = reentered ? new MinHeap<TreeNode>() : scratch;
     scratchBusy = true;
     try {
       const root = (tree as unknown as { data: TreeNode }).data;
@@ -121,8 +114,14 @@ export function nearest<T extends GeoItem>(
   return out;
 }
 
+/**
+ * Best-first descent with the results kept beside the queue rather than in it: nodes wait in the heap
+ * keyed by their box's lower bound, items go straight into `out` (the best k so far, by exact distance),
+ * and the k-th of those shrinks `limit`, below which nothing further is opened. Items never touch the
+ * heap, and an item outside the current cap's latitude/longitude box is dropped before any sine.
+ */
 function search<T extends GeoItem>(
-  heap: MinHeap<unknown>,
+  heap: MinHeap<TreeNode>,
   root: TreeNode,
   lat: number,
   lon: number,
@@ -134,74 +133,140 @@ function search<T extends GeoItem>(
 ): number {
   const cosLat = cosDeg(lat);
   const sinLat = Math.sin(lat * RAD);
-  // Nothing with a key above limit is pushed or popped: first the radius, then also the k-th result.
-  let limit =
-    maxDistanceM >= MAX_DISTANCE_M ? Number.POSITIVE_INFINITY : haversineHForDistance(maxDistanceM) * SLACK;
+  // Nothing whose haversine exceeds limit is searched: first the radius, then also the k-th so far.
+  let limit = haversineHForDistance(maxDistanceM) * SLACK;
+  // The cap of that radius around the query, as half-widths in degrees of its bounding box.
+  let latHalf = capLatHalf(maxDistanceM);
+  let lonHalf = capLonHalf(lat, cosLat, latHalf);
   let count = 0;
   // The root is expanded, never queued: an empty tree's root has an infinite box.
   let node: TreeNode | undefined = root;
 
   while (node !== undefined) {
     const children = node.children;
-    if (node.leaf) {
+    if (!node.leaf) {
       for (let i = 0; i < children.length; i++) {
-        const item = children[i] as T;
-        // haversineH inlined with the query's cosine hoisted; same operations in the same order, so the
-        // key is bit-identical to haversineH(lat, lon, item.lat, item.lon).
-        const sinDLat = Math.sin((item.lat - lat) * RAD * 0.5);
-        const sinDLon = Math.sin(lonDelta(lon, item.lon) * RAD * 0.5);
-        let h = sinDLat * sinDLat + cosLat * cosDeg(item.lat) * sinDLon * sinDLon;
-        if (h > 1) h = 1;
-        if (h <= limit && (filter === undefined || filter(item))) heap.push(item, h, ITEM);
+        const child = children[i] as TreeNode;
+        const h = boxH(lat, lon, cosLat, sinLat, child, latHalf, lonHalf);
+        if (h <= limit) heap.push(child, h);
       }
     } else {
       for (let i = 0; i < children.length; i++) {
-        const child = children[i] as TreeNode;
-        const h = boxH(lat, lon, cosLat, sinLat, child);
-        if (h <= limit) heap.push(child, h, NODE);
+        const item = children[i] as T;
+        const dLat = item.lat - lat;
+        if (dLat > latHalf || dLat < -latHalf) continue;
+        const dLon = lonDelta(lon, item.lon);
+        if (dLon > lonHalf || dLon < -lonHalf) continue;
+        // haversineH inlined with the query's cosine hoisted; same operations in the same order, so h
+        // is bit-identical to haversineH(lat, lon, item.lat, item.lon).
+        const sinDLat = Math.sin(dLat * RAD * 0.5);
+        const sinDLon = Math.sin(dLon * RAD * 0.5);
+        let h = sinDLat * sinDLat + cosLat * cosDeg(item.lat) * sinDLon * sinDLon;
+        if (h > 1) h = 1;
+        if (h > limit) continue;
+        if (filter !== undefined && !filter(item)) continue;
+        // haversineM's near branch, written the same way so the distance is bit-identical to it.
+        const distance =
+          h <= 0.5 ? 2 * EARTH_RADIUS_M * Math.asin(Math.sqrt(h)) : haversineM(lat, lon, item.lat, item.lon);
+        if (distance > maxDistanceM) continue;
+
+        if (count < k) {
+          const entry = out[count];
+          if (entry === undefined) {
+            out[count] = { item, distance };
+          } else {
+            entry.item = item;
+            entry.distance = distance;
+          }
+          if (++count < k) continue;
+          // Just filled: order it once, then keep it ordered.
+          out.length = count;
+          sortNeighbours(out, tieBreak);
+        } else {
+          const last = out[k - 1]!;
+          if (!before(distance, item, last.distance, last.item, tieBreak)) continue;
+          let pos = k - 1;
+          while (pos > 0) {
+            const prev = out[pos - 1]!;
+            if (!before(distance, item, prev.distance, prev.item, tieBreak)) break;
+            out[pos] = prev;
+            pos--;
+          }
+          last.item = item;
+          last.distance = distance;
+          out[pos] = last;
+        }
+        // Nothing further than the k-th (by more than rounding) can get in any more. Its haversine
+        // sin^2(d / 2R) is bounded by (d / 2R)^2, which saves a sine per improvement and is looser by
+        // a factor 1 + (d / 2R)^2 / 3: one part in 1e12 at 10 km.
+        const kthM = out[k - 1]!.distance;
+        const x = kthM / (2 * EARTH_RADIUS_M);
+        const kth = x * x * SLACK;
+        if (kth < limit) {
+          limit = kth;
+          latHalf = capLatHalf(kthM);
+          lonHalf = capLonHalf(lat, cosLat, latHalf);
+        }
       }
     }
+    node = heap.length > 0 && heap.peekKey() <= limit ? heap.pop() : undefined;
+  }
 
-    node = undefined;
-    while (heap.length > 0 && heap.peekKey() <= limit) {
-      const value = heap.pop();
-      if (heap.poppedFlag === NODE) {
-        node = value as TreeNode;
-        break;
-      }
-      const item = value as T;
-      const h = heap.poppedKey;
-      // haversineM's near branch, written the same way so the distance is bit-identical to it.
-      const distance =
-        h <= 0.5 ? 2 * EARTH_RADIUS_M * Math.asin(Math.sqrt(h)) : haversineM(lat, lon, item.lat, item.lon);
-      if (distance > maxDistanceM) continue;
-
-      // Insert into out[0, count), kept sorted, at most k long.
-      let entry: Neighbour<T> | undefined;
-      let pos: number;
-      if (count === k) {
-        entry = out[k - 1]!;
-        if (!before(distance, item, entry.distance, entry.item, tieBreak)) continue;
-        pos = k - 1;
-      } else {
-        pos = count++;
-        entry = out[pos];
-        if (entry === undefined) entry = { item, distance };
-        // Anything further than the k-th by more than rounding can no longer get in.
-        if (count === k && h * SLACK < limit) limit = h * SLACK;
-      }
-      entry.item = item;
-      entry.distance = distance;
-      while (pos > 0) {
-        const prev = out[pos - 1]!;
-        if (!before(distance, item, prev.distance, prev.item, tieBreak)) break;
-        out[pos] = prev;
-        pos--;
-      }
-      out[pos] = entry;
-    }
+  if (count < k) {
+    out.length = count;
+    sortNeighbours(out, tieBreak);
   }
   return count;
+}
+
+/**
+ * Half-height in degrees of the cap of radius distanceM: the arc is the angle, so every point of the cap
+ * is within distanceM / R radians of latitude of its centre. Widened by 1e-9 against rounding.
+ */
+function capLatHalf(distanceM: number): number {
+  return (distanceM / EARTH_RADIUS_M / RAD) * (1 + 1e-9);
+}
+
+/**
+ * A bound on the half-width in degrees of longitude of the cap of angular radius latHalf degrees at
+ * lat. The meridians tangent to the cap are asin(sin r / cos lat) away (as in bboxAround); with
+ * sin r <= r and asin(y) <= y / sqrt(1 - y^2) that is at most the value here, computed without a sine
+ * and too wide by only y^2 / 3 (2e-8 for 1 km at Paris). Infinite when the cap may reach a pole, where it
+ * takes in every longitude (y >= 1 would catch that too; the first test says why).
+ */
+function capLonHalf(lat: number, cosLat: number, latHalf: number): number {
+  if (!(Math.abs(lat) + latHalf < 90)) return Number.POSITIVE_INFINITY;
+  const y = (latHalf * RAD) / cosLat;
+  if (!(y < 1)) return Number.POSITIVE_INFINITY;
+  return y / Math.sqrt(1 - y * y) / RAD;
+}
+
+/** Sorts out in result order: by insertion for the usual handful, by Array.sort for large k. */
+function sortNeighbours<T extends GeoItem>(
+  out: Array<Neighbour<T>>,
+  tieBreak: ((a: T, b: T) => number) | undefined,
+): void {
+  if (out.length > 32) {
+    out.sort((a, b) =>
+      before(a.distance, a.item, b.distance, b.item, tieBreak)
+        ? -1
+        : before(b.distance, b.item, a.distance, a.item, tieBreak)
+          ? 1
+          : 0,
+    );
+    return;
+  }
+  for (let i = 1; i < out.length; i++) {
+    const entry = out[i]!;
+    let pos = i;
+    while (pos > 0) {
+      const prev = out[pos - 1]!;
+      if (!before(entry.distance, entry.item, prev.distance, prev.item, tieBreak)) break;
+      out[pos] = prev;
+      pos--;
+    }
+    out[pos] = entry;
+  }
 }
 
 /** Result order: distance, then lat, then lon, then tieBreak. */
@@ -234,11 +299,21 @@ function before<T extends GeoItem>(
  * Longitudes are compared modulo 360, so a box just east of the date line is near a query just west of
  * it, and a box padded past +/-180 still contains the queries it covers.
  */
-function boxH(lat: number, lon: number, cosLat: number, sinLat: number, box: BBox): number {
+function boxH(
+  lat: number,
+  lon: number,
+  cosLat: number,
+  sinLat: number,
+  box: BBox,
+  latHalf: number,
+  lonHalf: number,
+): number {
   let minY = box.minY;
   let maxY = box.maxY;
   if (minY < -90) minY = -90;
   if (maxY > 90) maxY = 90;
+  // Outside the bounding box of the search cap: no sine needed to rule it out.
+  if (minY - lat > latHalf || lat - maxY > latHalf) return Number.POSITIVE_INFINITY;
 
   const width = box.maxX - box.minX;
   // Degrees the query lies east of the box's west edge, in [0, 360).
@@ -263,6 +338,7 @@ function boxH(lat: number, lon: number, cosLat: number, sinLat: number, box: BBo
   const pastEast = east - width;
   const toWest = 360 - east;
   const dLon = pastEast < toWest ? pastEast : toWest;
+  if (dLon > lonHalf) return Number.POSITIVE_INFINITY;
   const sinDLon = Math.sin(dLon * RAD * 0.5);
   const hLon = sinDLon * sinDLon;
   const cosDLon = 1 - 2 * hLon;
@@ -306,9 +382,11 @@ export function boxDistanceM(
   maxLat: number,
 ): number {
   if (!(lat >= -90 && lat <= 90)) throw new RangeError(`boxDistanceM: lat must be in [-90, 90], got ${lat}`);
-  if (!(lon >= -180 && lon <= 180)) throw new RangeError(`boxDistanceM: lon must be in [-180, 180], got ${lon}`);
+  if (!(lon >= -180 && lon <= 180))
+    throw new RangeError(`boxDistanceM: lon must be in [-180, 180], got ${lon}`);
   const box = { minX: minLon, minY: minLat, maxX: minLon <= maxLon ? maxLon : maxLon + 360, maxY: maxLat };
-  const h = boxH(lat, lon, cosDeg(lat), Math.sin(lat * RAD), box);
+  const inf = Number.POSITIVE_INFINITY;
+  const h = boxH(lat, lon, cosDeg(lat), Math.sin(lat * RAD), box, inf, inf);
   return 2 * EARTH_RADIUS_M * Math.asin(Math.sqrt(h));
 }
 
@@ -366,7 +444,8 @@ function keepInside<T extends GeoItem>(
   let n = start;
   for (let i = start; i < items.length; i++) {
     const item = items[i]!;
-items[n++] = item;
+    if (item.lat >= minLat && item.lat <= maxLat && item.lon >= minLon && item.lon <= maxLon)
+      items[n++] = item;
   }
   items.length = n;
 }

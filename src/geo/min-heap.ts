@@ -1,25 +1,21 @@
 /**
- * Binary min-heap of (value, key, flag) for best-first tree search, after mourner/tinyqueue but with the
- * keys and flags in typed arrays: a push allocates nothing (no { node, dist } wrapper per entry) and
- * the comparison is a float load, not a callback. The capacity doubles when full and never shrinks, so
+ * Binary min-heap of (value, key) for best-first tree search, after mourner/tinyqueue but with the keys
+ * in a typed array: a push allocates nothing (no { node, dist } wrapper per entry) and the comparison is
+ * a float load, not a callback. The capacity doubles when full and never shrinks, so
  * one heap reused across queries settles at the size the largest query needed.
  *
  * Layout: entry i has children 2i + 1 and 2i + 2; keys[0] is the smallest key.
  */
 export class MinHeap<V> {
   #keys: Float64Array;
-  #flags: Uint8Array;
   #values: Array<V | undefined>;
   #length = 0;
   /** Key of the entry returned by the last pop(). */
   poppedKey = 0;
-  /** Flag of the entry returned by the last pop(). */
-  poppedFlag = 0;
 
   constructor(capacity = 64) {
     capacity = Math.max(1, capacity);
     this.#keys = new Float64Array(capacity);
-    this.#flags = new Uint8Array(capacity);
     this.#values = [];
     this.#padValues(capacity);
   }
@@ -33,10 +29,9 @@ export class MinHeap<V> {
     return this.#length > 0 ? this.#keys[0]! : Number.POSITIVE_INFINITY;
   }
 
-  push(value: V, key: number, flag: number): void {
+  push(value: V, key: number): void {
     if (this.#length === this.#keys.length) this.#grow();
     const keys = this.#keys;
-    const flags = this.#flags;
     const values = this.#values;
     let pos = this.#length++;
     // Move the hole up instead of swapping: one write per level.
@@ -45,28 +40,23 @@ export class MinHeap<V> {
       const parentKey = keys[parent]!;
       if (key >= parentKey) break;
       keys[pos] = parentKey;
-      flags[pos] = flags[parent]!;
       values[pos] = values[parent];
       pos = parent;
     }
     keys[pos] = key;
-    flags[pos] = flag;
     values[pos] = value;
   }
 
-  /** Removes and returns the entry with the smallest key; its key and flag land in poppedKey/poppedFlag. */
+  /** Removes and returns the entry with the smallest key; its key lands in poppedKey. */
   pop(): V {
     if (this.#length === 0) throw new RangeError('MinHeap.pop: heap is empty');
     const keys = this.#keys;
-    const flags = this.#flags;
     const values = this.#values;
     const top = values[0] as V;
     this.poppedKey = keys[0]!;
-    this.poppedFlag = flags[0]!;
     const length = --this.#length;
     if (length > 0) {
       const key = keys[length]!;
-      const flag = flags[length]!;
       const value = values[length];
       const half = length >> 1;
       let pos = 0;
@@ -80,12 +70,10 @@ export class MinHeap<V> {
         }
         if (childKey >= key) break;
         keys[pos] = childKey;
-        flags[pos] = flags[child]!;
         values[pos] = values[child];
         pos = child;
       }
       keys[pos] = key;
-      flags[pos] = flag;
       values[pos] = value;
     }
     // Do not keep a removed driver alive from a scratch heap.
@@ -104,9 +92,6 @@ export class MinHeap<V> {
     const keys = new Float64Array(capacity);
     keys.set(this.#keys);
     this.#keys = keys;
-    const flags = new Uint8Array(capacity);
-    flags.set(this.#flags);
-    this.#flags = flags;
     this.#padValues(capacity);
   }
 

@@ -231,7 +231,7 @@ export class Shard {
 
   /** Up to k drivers within radiusM of (lat, lon), nearest first by great-circle distance. */
   nearest(lat: number, lon: number, k: number, radiusM: number, freeOnly = false): Nearby[] {
-    const found = nearest(this.#tree, lat, lon, k, radiusM, freeOnly ? isFree : undefined);
+    const found = nearest(this.#tree, lat, lon, k, radiusM, freeOnly ? isFree : undefined, undefined, byId);
     const out: Nearby[] = new Array(found.length);
     for (let i = 0; i < found.length; i++) {
       const f = found[i]!;
@@ -414,6 +414,11 @@ export class Shard {
     }
     if (d.time !== 0) this.#reindex(d);
   }
+}
+
+/** Drivers at the very same position come out in id order, as the primary's merge sorts them. */
+function byId(a: Driver, b: Driver): number {
+  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
 function isFree(d: Driver): boolean {
