@@ -21,6 +21,8 @@ export interface Config {
   readonly operatorToken: string;
   readonly clientToken: string;
   readonly redisUrl: string;
+  /** Redis Cluster seed nodes (`host:port`, comma-separated); switches ioredis to cluster mode. */
+  readonly redisCluster: string;
   readonly osrmUrl: string;
   /** SO_RCVBUF asked for (the kernel doubles it and caps it at net.core.rmem_max). */
   readonly recvBufferBytes: number;
@@ -45,7 +47,7 @@ export class ConfigError extends Error {
   }
 }
 
-type Kind = 'port' | 'count' | 'positive' | 'string' | 'url' | 'token' | 'level';
+type Kind = 'port' | 'count' | 'positive' | 'string' | 'url' | 'token' | 'level' | 'nodes';
 
 /** Each setting: its key in config/default.json, its environment variable, and what it must be. */
 const SETTINGS: ReadonlyArray<readonly [keyof Config, string, Kind, number?, number?]> = [
@@ -58,6 +60,7 @@ const SETTINGS: ReadonlyArray<readonly [keyof Config, string, Kind, number?, num
   ['operatorToken', 'CABTRACK_OPERATOR_TOKEN', 'token'],
   ['clientToken', 'CABTRACK_CLIENT_TOKEN', 'token'],
   ['redisUrl', 'CABTRACK_REDIS_URL', 'url'],
+  ['redisCluster', 'CABTRACK_REDIS_CLUSTER', 'nodes'],
   ['osrmUrl', 'CABTRACK_OSRM_URL', 'url'],
   ['recvBufferBytes', 'CABTRACK_RECV_BUFFER_BYTES', 'count', 0, 2 ** 31 - 1],
   ['maxSpeedKmh', 'CABTRACK_MAX_SPEED_KMH', 'positive', 1, 2000],
@@ -122,6 +125,15 @@ function parse(name: string, raw: unknown, kind: Kind, min = 0, max = Number.MAX
         throw new ConfigError(name, 'must be at least 16 characters (it guards the API)');
       }
       if (/\s/.test(text)) throw new ConfigError(name, 'must not contain white space');
+      return text;
+    case 'nodes':
+      if (text === '') return '';
+      for (const node of text.split(',')) {
+        const m = /^([A-Za-z0-9.-]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$/.exec(node.trim());
+        if (m === null || Number(m[2]) < 1 || Number(m[2]) > 65535) {
+          throw new ConfigError(name, `must be host:port[,host:port...], got ${JSON.stringify(node)}`);
+        }
+      }
       return text;
     case 'level':
       if (!['debug', 'info', 'warn', 'error'].includes(text)) {

@@ -158,6 +158,67 @@ export function workerRegistry(c: IngestCounters, g: WorkerGauges, paths: PathCo
   };
 }
 
+/** What a process using Redis reports about it (null fields: this process does not do that part). */
+export interface RedisSource {
+  up(): boolean;
+  lookups: Readonly<object> | null;
+  tripWrites: Readonly<object> | null;
+  tripBuffer: (() => number) | null;
+}
+
+/** Redis metrics, in the workers (lookups, trip writes) and the primary (up). */
+export function addRedisMetrics(register: Registry, r: RedisSource): void {
+  const opts = { registers: [register] };
+  new Gauge({
+    name: 'cabtrack_redis_up',
+    help: '1 when every process has a working Redis connection (the minimum across processes).',
+    aggregator: 'min',
+    ...opts,
+    collect() {
+      this.set(r.up() ? 1 : 0);
+    },
+  });
+  if (r.lookups !== null) {
+    const lookups = r.lookups;
+    new Counter({
+      name: 'cabtrack_session_lookups_total',
+      help: 'Session lookups for fixes of drivers a worker does not hold, by outcome.',
+      labelNames: ['outcome'],
+      ...opts,
+      collect() {
+        this.reset();
+        for (const [outcome, n] of Object.entries(lookups) as Array<[string, number]>)
+          this.inc({ outcome }, n);
+      },
+    });
+  }
+  if (r.tripWrites !== null) {
+    const writes = r.tripWrites;
+    new Counter({
+      name: 'cabtrack_trip_writes_total',
+      help: 'Trip records written to Redis, by outcome (ok, error: retried later, dropped: buffer full).',
+      labelNames: ['outcome'],
+      ...opts,
+      collect() {
+        this.reset();
+        for (const [outcome, n] of Object.entries(writes) as Array<[string, number]>)
+          this.inc({ outcome }, n);
+      },
+    });
+  }
+  if (r.tripBuffer !== null) {
+    const buffered = r.tripBuffer;
+    new Gauge({
+      name: 'cabtrack_trip_buffer',
+      help: 'Trip records waiting to be written to Redis.',
+      ...opts,
+      collect() {
+        this.set(buffered());
+      },
+    });
+  }
+}
+
 export interface PrimaryMetrics {
   readonly register: Registry;
   readonly httpDuration: Histogram<'route' | 'method' | 'status'>;

@@ -1,4 +1,4 @@
-import type { DriverState } from '../store/driver.ts';
+import type { DriverState, TripRecord } from '../store/driver.ts';
 
 /**
  * Cluster IPC between the primary and its workers (structured-clone serialisation, so typed arrays and
@@ -29,7 +29,9 @@ export type ToWorker =
   | { t: 'session'; req: number; hi: number; lo: number; driverId: string; cab: string }
   | { t: 'revoke'; req: number; hi: number; lo: number }
   | { t: 'remove-driver'; req: number; id: string }
-  | { t: 'grant'; id: string; state: DriverState | null }
+  /** The driver is this worker's now: with its state from the previous owner, or the trip it had
+   * in progress when its worker died (read back from Redis), or neither. */
+  | { t: 'grant'; id: string; state: DriverState | null; resume: TripRecord | null }
   | { t: 'release'; req: number; id: string }
   | { t: 'query'; req: number; q: QueryOp };
 

@@ -4,9 +4,13 @@ import { createServer, type Server } from 'node:http';
 import { sessionToHex } from '../codec/session.ts';
 import type { Config } from '../config.ts';
 import { type Backend, createApi, type Tokens } from '../http/api.ts';
+import { HttpError } from '../http/errors.ts';
 import { log } from '../log.ts';
-import { clusterMetricsText, metricsContentType, primaryMetrics } from '../metrics.ts';
+import { addRedisMetrics, clusterMetricsText, metricsContentType, primaryMetrics } from '../metrics.ts';
+import { connectRedis } from '../redis/connect.ts';
+import { RedisRegistry } from '../sessions/redis-registry.ts';
 import type { DriverState, TripRecord } from '../store/driver.ts';
+import { TripStore } from '../trips/trip-store.ts';
 import { Directory } from './directory.ts';
 import type { DriverView, FromWorker, QueryOp, ToWorker } from './messages.ts';
 
@@ -68,6 +72,44 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
     () => readyMembers().length,
   );
   const tokens = resolveTokens(config);
+  const redis = connectRedis(config, 'primary');
+  // With Redis, sessions live there (the dispatch system writes them); the primary only writes the
+  // API's PUT and DELETE, and the workers look sessions up themselves.
+  const redisSessions =
+    redis === null ? null : new RedisRegistry({ redis, subscribe: false, onResolved: () => {} });
+  const tripStore = redis === null ? null : new TripStore({ redis });
+  if (redis !== null) {
+    addRedisMetrics(metrics.register, {
+      up: () => redis.status === 'ready',
+      lookups: null,
+      tripWrites: null,
+      tripBuffer: null,
+    });
+  }
+  /**
+   * Active trips read back from Redis whose drivers no worker holds (after a restart, or after their
+   * worker died), by driver id: the next worker to claim the driver resumes the trip.
+   */
+  const resumable = new Map<string, TripRecord>();
+  let resumeLoaded: Promise<void> = Promise.resolve();
+  const loadResumable = async (): Promise<void> => {
+    if (tripStore === null || redis === null) return;
+    if (redis.status !== 'ready') {
+      // Give a starting connection a moment; a Redis that is down leaves trips unresumed, not the daemon.
+      await Promise.race([
+        new Promise((r) => redis.once('ready', r)),
+        new Promise((r) => setTimeout(r, 3000)),
+      ]);
+    }
+    try {
+      for (const t of await tripStore.activeTrips()) {
+        if (directory.owner(t.driverId) === undefined) resumable.set(t.driverId, t);
+      }
+      log.info('active trips read back from redis', { resumable: resumable.size });
+    } catch (err) {
+      log.warn('could not read active trips back from redis', { err: String(err) });
+    }
+  };
 
   const readyMembers = (): Member[] => [...members.values()].filter((m) => m.ready && m.worker.isConnected());
   const syncedMembers = (): Member[] =>
@@ -105,13 +147,19 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
     const prev = directory.claim(id, w.id);
     const prevMember = prev === undefined ? undefined : members.get(prev);
     if (prevMember === undefined || !prevMember.worker.isConnected()) {
-      send(w, { t: 'grant', id, state: null });
+      // Nobody holds the driver: it may have a trip to resume, once the read-back is done.
+      resumeLoaded.then(() => {
+        if (directory.owner(id) !== w.id) return;
+        const resume = resumable.get(id) ?? null;
+        resumable.delete(id);
+        send(w, { t: 'grant', id, state: null, resume });
+      });
       return;
     }
     // The driver's fixes now reach another worker (its NAT mapping changed): move it, ring and trip.
     ask(prevMember.worker, (req) => ({ t: 'release', req, id })).then((state) => {
       if (directory.owner(id) !== w.id) return;
-      send(w, { t: 'grant', id, state: (state as DriverState | null | undefined) ?? null });
+      send(w, { t: 'grant', id, state: (state as DriverState | null | undefined) ?? null, resume: null });
     });
   };
 
@@ -171,6 +219,8 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
       }
       const orphans = directory.dropWorker(worker.id);
       if (stopping) return;
+      // Its drivers' trips are in Redis, at most a second behind: read them back before anyone claims them.
+      if (tripStore !== null) resumeLoaded = new Promise((r) => setTimeout(r, 1200)).then(loadResumable);
       metrics.workerRestarts.inc();
       if (Date.now() - started < CRASH_LOOP_MS) {
         restartDelay = Math.min(MAX_RESTART_DELAY_MS, Math.max(100, restartDelay * 2));
@@ -243,18 +293,28 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
       const found = (await query({ op: 'trip', orderId })) as TripRecord[];
       // An active copy beats a finished one; among equals the latest update wins.
       found.sort((a, b) => Number(b.active) - Number(a.active) || b.lastTime - a.lastTime);
-      return found[0] ?? null;
+      // A trip no worker remembers may still be in Redis (finished long ago, or before a restart).
+      return found[0] ?? (tripStore === null ? null : ((await redisDown(tripStore.get(orderId))) ?? null));
     },
     async putSession(hi, lo, driverId, cab) {
       const key = sessionToHex(hi, lo);
-      const created = !sessions.has(key);
-      sessions.set(key, { hi, lo, driverId, cab });
+      let created: boolean;
+      if (redisSessions !== null) {
+        created = await redisDown(redisSessions.put(hi, lo, { driverId, cab }));
+      } else {
+        created = !sessions.has(key);
+        sessions.set(key, { hi, lo, driverId, cab });
+      }
+      // The workers learn it now rather than at the driver's first fix (and past any negative cache).
       await tellSynced((req) => ({ t: 'session', req, hi, lo, driverId, cab }));
       return created;
     },
     async deleteSession(hi, lo) {
       const key = sessionToHex(hi, lo);
-      const known = sessions.delete(key);
+      const known =
+        redisSessions !== null ? await redisDown(redisSessions.revoke(hi, lo)) : sessions.delete(key);
+      // The workers also hear of it on the channel; asking them directly makes the delete take effect
+      // before the API answers.
       const removed = await tellSynced((req) => ({ t: 'revoke', req, hi, lo }));
       return known || removed.some((r) => r === true);
     },
@@ -279,7 +339,15 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
     },
     ready() {
       const up = readyMembers().length;
-      return { ok: up === config.workers, detail: { workers: up, expected: config.workers } };
+      const detail: Record<string, unknown> = { workers: up, expected: config.workers };
+      if (redis !== null) {
+        // Degraded, not down: known drivers keep updating and queries answer from memory; new sessions
+        // are refused (lookup_failed) and trip writes wait in their buffer until Redis is back.
+        detail['redis'] = redis.status === 'ready' ? 'up' : 'down';
+        if (redis.status !== 'ready')
+          detail['degraded'] = 'redis is down: new sessions are refused, trip writes are buffered';
+      }
+      return { ok: up === config.workers, detail };
     },
   };
 
@@ -289,19 +357,31 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
    */
   const removeDrivers = async (match: (s: RegisteredSession) => boolean, ids: string[]): Promise<boolean> => {
     let found = false;
-    const revoked: RegisteredSession[] = [];
+    const revoked: Array<{ hi: number; lo: number }> = [];
     for (const [key, s] of sessions) {
       if (!match(s)) continue;
       sessions.delete(key);
       revoked.push(s);
       found = true;
     }
-    const acks = await Promise.all([
-      ...revoked.map((s) => tellSynced((req) => ({ t: 'revoke', req, hi: s.hi, lo: s.lo }))),
-      ...ids.map((id) => tellSynced((req) => ({ t: 'remove-driver', req, id }))),
-    ]);
+    const removals = (
+      await Promise.all(ids.map((id) => tellSynced((req) => ({ t: 'remove-driver', req, id }))))
+    )
+      .flat()
+      .filter((r): r is { removed: boolean; session: [number, number] | null } => r != null);
+    for (const r of removals) {
+      found ||= r.removed;
+      if (r.session !== null) revoked.push({ hi: r.session[0], lo: r.session[1] });
+    }
     for (const id of ids) directory.forget(id);
-    return found || acks.flat().some((a) => a === true);
+    await Promise.all(
+      revoked.map(async (s) => {
+        // With Redis the session is deleted there too (and announced on the channel to every worker).
+        if (redisSessions !== null) found = (await redisDown(redisSessions.revoke(s.hi, s.lo))) || found;
+        await tellSynced((req) => ({ t: 'revoke', req, hi: s.hi, lo: s.lo }));
+      }),
+    );
+    return found;
   };
 
   const api = createApi({
@@ -314,6 +394,17 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
   server.keepAliveTimeout = 5_000;
   server.maxRequestsPerSocket = 0;
 
+  resumeLoaded = loadResumable();
+  // Trips read back whose drivers never return are ended as expired, as a live driver's would be.
+  const resumeSweep = setInterval(() => {
+    const cutoff = Date.now() / 1000 - config.idleTimeoutS;
+    for (const [id, t] of resumable) {
+      if (t.lastTime > cutoff) continue;
+      resumable.delete(id);
+      tripStore?.end({ ...t, active: false, endReason: 'expired' });
+    }
+  }, 10_000);
+  resumeSweep.unref();
   for (let i = 0; i < config.workers; i++) fork();
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
@@ -330,6 +421,7 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
 
   const stop = async (): Promise<void> => {
     stopping = true;
+    clearInterval(resumeSweep);
     server.close();
     server.closeAllConnections();
     await Promise.all(
@@ -341,8 +433,23 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
           }),
       ),
     );
+    await tripStore?.close();
+    redis?.disconnect();
   };
   return { server, stop };
+}
+
+/** A Redis command that failed (Redis down, or too slow) is the API's 503, not a 500. */
+async function redisDown<T>(p: Promise<T>): Promise<T> {
+  try {
+    return await p;
+  } catch (err) {
+    throw new HttpError(
+      503,
+      'unavailable',
+      `redis is unavailable: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
 }
 
 function cmp(a: string, b: string): number {

@@ -7,18 +7,31 @@ import { IngestCounters } from '../ingest/counters.ts';
 import { checkFix } from '../ingest/filter.ts';
 import { MAX_DATAGRAM_BYTES, Reason } from '../ingest/reasons.ts';
 import { log } from '../log.ts';
-import { workerRegistry } from '../metrics.ts';
+import { addRedisMetrics, workerRegistry } from '../metrics.ts';
 import { OsrmClient } from '../osrm/client.ts';
 import { PathMatcher } from '../paths/path-matcher.ts';
-import { MemoryRegistry } from '../sessions/registry.ts';
-import type { Driver, DriverState } from '../store/driver.ts';
+import { connectRedis } from '../redis/connect.ts';
+import { RedisRegistry } from '../sessions/redis-registry.ts';
+import {
+  FAILED,
+  MemoryRegistry,
+  PENDING,
+  type SessionInfo,
+  type SessionRegistry,
+} from '../sessions/registry.ts';
+import type { Driver, DriverState, TripRecord } from '../store/driver.ts';
+import { tripRecord } from '../store/driver.ts';
 import { Shard } from '../store/shard.ts';
+import { U64Map } from '../store/u64-map.ts';
+import { TripStore } from '../trips/trip-store.ts';
 import type { DriverView, FromWorker, QueryOp, ToWorker } from './messages.ts';
 
 /** Fixes held per driver while its ownership is being settled with the primary. */
 const MAX_PENDING_FIXES = 32;
 /** A claim the primary has not answered by then is given up (its fixes counted as lookup_failed). */
 const CLAIM_TIMEOUT_MS = 5000;
+/** Fixes held, in all, while their sessions are looked up in Redis; past it they count as queue_full. */
+const MAX_WAITING_FIXES = 20_000;
 
 interface PendingClaim {
   hi: number;
@@ -47,17 +60,35 @@ export function startWorker(config: Config): void {
     if (process.connected) process.send!(m);
   };
   const counters = new IngestCounters();
-  const registry = new MemoryRegistry();
   const clock = new CoarseClock();
   const pending = new Map<string, PendingClaim>();
   let dropped: string[] = [];
+  const redis = connectRedis(config, `worker-${cluster.worker?.id}`);
+  /** Fixes whose session is being looked up in Redis, by session. */
+  const waiting = new U64Map<Fix[]>();
+  let waitingFixes = 0;
+  const registry: SessionRegistry =
+    redis === null
+      ? new MemoryRegistry()
+      : new RedisRegistry({
+          redis,
+          now: () => clock.nowMs,
+          onResolved: (hi, lo, result) => resolved(hi, lo, result),
+          onRevoked: (hi, lo) => revoked(hi, lo),
+          onError: (err) => log.warn('session registry', { err: err.message }),
+        });
+  const trips =
+    redis === null
+      ? null
+      : new TripStore({ redis, onError: (err) => log.warn('trip store', { err: err.message }) });
   const shard = new Shard({
     trackPoints: config.trackPoints,
     idleTimeoutS: config.idleTimeoutS,
     maxSpeedKmh: config.maxSpeedKmh,
     finishedTrips: config.finishedTrips,
-    onTripEnd: () => {
+    onTripEnd: (record) => {
       counters.tripsEnded++;
+      trips?.end(record);
     },
     onDriverRemoved: (d, why) => {
       // The primary already knows of removals it asked for; an expiry it must be told about.
@@ -86,6 +117,14 @@ export function startWorker(config: Config): void {
           onOutcome: metrics.osrmRequest,
         });
   paths.setMatcher(osrm === null ? null : (points, signal) => osrm.match(points, signal));
+  if (redis !== null && registry instanceof RedisRegistry && trips !== null) {
+    addRedisMetrics(metrics.register, {
+      up: () => redis.status === 'ready',
+      lookups: registry.outcomes,
+      tripWrites: trips.writes,
+      tripBuffer: () => trips.buffered,
+    });
+  }
 
   const reject = (reason: number): void => {
     counters.rejected[reason]!++;
@@ -94,10 +133,60 @@ export function startWorker(config: Config): void {
   /** A fix from a session this worker has no driver for. */
   const unknownSession = (): void => {
     const info = registry.lookup(fix.sessionHi, fix.sessionLo);
-    if (info === undefined) {
-      reject(Reason.unknownSession);
+    if (info === undefined) reject(Reason.unknownSession);
+    else if (info === FAILED) reject(Reason.lookupFailed);
+    else if (info === PENDING) wait();
+    else known(info);
+  };
+
+  /** Holds the fix until Redis answers for its session (a known driver never waits: it has a driver). */
+  const wait = (): void => {
+    if (waitingFixes >= MAX_WAITING_FIXES) {
+      reject(Reason.queueFull);
       return;
     }
+    let list = waiting.get(fix.sessionHi, fix.sessionLo);
+    if (list === undefined) {
+      list = [];
+      waiting.set(fix.sessionHi, fix.sessionLo, list);
+    }
+    list.push(Object.assign(new Fix(), fix));
+    waitingFixes++;
+  };
+
+  const resolved = (hi: number, lo: number, result: SessionInfo | undefined | typeof FAILED): void => {
+    const list = waiting.get(hi, lo);
+    if (list === undefined) return;
+    waiting.delete(hi, lo);
+    waitingFixes -= list.length;
+    for (const f of list) {
+      if (result === undefined) reject(Reason.unknownSession);
+      else if (result === FAILED) reject(Reason.lookupFailed);
+      else {
+        Object.assign(fix, f);
+        // A fix of the same session may have been applied meanwhile (it created the driver).
+        const d = shard.bySession(hi, lo);
+        if (d === undefined) known(result);
+        else apply(d);
+      }
+    }
+  };
+
+  /** Revoked by the dispatch system (the channel) or through the API: the driver goes at once. */
+  const revoked = (hi: number, lo: number): boolean => {
+    const removed = removeDriver(shard.bySession(hi, lo), 'revoked');
+    for (const [id, p] of pending) if (p.hi === hi && p.lo === lo) pending.delete(id);
+    const list = waiting.get(hi, lo);
+    if (list !== undefined) {
+      waiting.delete(hi, lo);
+      waitingFixes -= list.length;
+      counters.rejected[Reason.unknownSession]! += list.length;
+    }
+    return removed;
+  };
+
+  /** A fix from a known session whose driver this worker does not hold (yet). */
+  const known = (info: SessionInfo): void => {
     const local = shard.drivers.get(info.driverId);
     if (local !== undefined) {
       // The driver logged in again: same driver, new session.
@@ -146,7 +235,7 @@ export function startWorker(config: Config): void {
     else apply(d);
   };
 
-  const grant = (id: string, state: DriverState | null): void => {
+  const grant = (id: string, state: DriverState | null, resume: TripRecord | null): void => {
     const p = pending.get(id);
     if (p === undefined) {
       // Revoked or deleted while the claim was in flight: let the primary forget the driver.
@@ -156,6 +245,7 @@ export function startWorker(config: Config): void {
     pending.delete(id);
     const d = shard.add(id, p.cab, p.hi, p.lo, clock.nowMs, state ?? undefined);
     if (state !== null) counters.handoffs++;
+    else if (resume !== null) shard.resumeTrip(d, resume);
     for (const f of p.fixes) {
       Object.assign(fix, f);
       apply(d);
@@ -239,33 +329,37 @@ export function startWorker(config: Config): void {
   process.on('message', (m: ToWorker) => {
     switch (m.t) {
       case 'sessions':
-        for (const [hi, lo, driverId, cab] of m.entries) registry.put(hi, lo, { driverId, cab });
+        for (const [hi, lo, driverId, cab] of m.entries) registry.remember(hi, lo, { driverId, cab });
         break;
       case 'session': {
-        registry.put(m.hi, m.lo, { driverId: m.driverId, cab: m.cab });
+        registry.remember(m.hi, m.lo, { driverId: m.driverId, cab: m.cab });
         send({ t: 'answer', req: m.req, result: true });
         break;
       }
       case 'revoke': {
-        registry.delete(m.hi, m.lo);
-        const removed = removeDriver(shard.bySession(m.hi, m.lo), 'revoked');
-        for (const [id, p] of pending) if (p.hi === m.hi && p.lo === m.lo) pending.delete(id);
-        send({ t: 'answer', req: m.req, result: removed });
+        registry.forget(m.hi, m.lo);
+        send({ t: 'answer', req: m.req, result: revoked(m.hi, m.lo) });
         break;
       }
       case 'remove-driver': {
         pending.delete(m.id);
-        send({ t: 'answer', req: m.req, result: removeDriver(shard.drivers.get(m.id), 'deleted') });
+        const d = shard.drivers.get(m.id);
+        // The primary revokes the driver's session too; with Redis it only learns the session from here.
+        const session = d === undefined ? null : [d.sessionHi, d.sessionLo];
+        if (d !== undefined) registry.forget(d.sessionHi, d.sessionLo);
+        send({ t: 'answer', req: m.req, result: { removed: removeDriver(d, 'deleted'), session } });
         break;
       }
       case 'grant':
-        grant(m.id, m.state);
+        grant(m.id, m.state, m.resume);
         break;
       case 'release': {
         const d = shard.drivers.get(m.id);
         let state: DriverState | null = null;
         if (d !== undefined) {
           state = shard.exportState(d);
+          // The new owner writes the trip from now on; a late write from here must not overtake it.
+          if (d.trip !== null) trips?.release(d.trip.orderId);
           shard.remove(d, 'released');
         }
         send({ t: 'released', req: m.req, id: m.id, state });
@@ -302,6 +396,14 @@ export function startWorker(config: Config): void {
       send({ t: 'dropped', ids: dropped });
       dropped = [];
     }
+    // Trips that moved since their last write go to Redis once a second: a crash loses at most that.
+    if (trips !== null) {
+      shard.forEachActiveTrip((trip) => {
+        if (trip.synced === trip.points) return;
+        trip.synced = trip.points;
+        trips.update(tripRecord(trip, true));
+      });
+    }
   }, 50);
 
   const socket = dgram.createSocket({
@@ -331,7 +433,13 @@ export function startWorker(config: Config): void {
     clearInterval(tickTimer);
     socket.close();
     void osrm?.close();
-    process.exit(0);
+    if (registry instanceof RedisRegistry) registry.close();
+    // Trips ended or updated in the last second still reach Redis before the worker goes.
+    const flushed = trips === null ? Promise.resolve() : trips.close();
+    flushed.finally(() => {
+      redis?.disconnect();
+      process.exit(0);
+    });
   };
   process.on('SIGTERM', stop);
   process.on('disconnect', stop);

@@ -1,6 +1,6 @@
-import { createRequire } from 'node:module';
-import { Cluster, type Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { parseSessionHex, sessionToHex } from '../codec/session.ts';
+import { byNode } from '../redis/pipelines.ts';
 import { U64Map } from '../store/u64-map.ts';
 import { FAILED, type Lookup, PENDING, type SessionInfo, type SessionRegistry } from './registry.ts';
 
@@ -94,8 +94,6 @@ const DEFAULTS = {
 
 /** The same rule as the API's (src/http/params.ts): 1-64 characters of A-Z a-z 0-9 . _ : - */
 const ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
-
-const keySlot = createRequire(import.meta.url)('cluster-key-slot') as (key: string) => number;
 
 const noop = (): void => {};
 
@@ -293,6 +291,17 @@ export class RedisRegistry implements SessionRegistry {
     return (results[0]![1] as number) > 0;
   }
 
+  /** Caches a session registered elsewhere in this cluster (the primary's PUT), so no lookup is needed. */
+  remember(hi: number, lo: number, info: SessionInfo): void {
+    this.#unknown.delete(hi, lo);
+    this.#known.set(hi, lo, { driverId: info.driverId, cab: info.cab }, this.#now());
+  }
+
+  /** Forgets a session revoked elsewhere in this cluster, before its channel message arrives. */
+  forget(hi: number, lo: number): void {
+    this.#forget(hi, lo);
+  }
+
   /** Unsubscribes and stops answering from Redis. The command connection is the caller's to close. */
   close(): void {
     this.#closed = true;
@@ -412,26 +421,6 @@ class InFlight {
   constructor(batch: number) {
     this.batch = batch;
   }
-}
-
-/**
- * Groups the indexes of `keys` so each group can share one pipeline. A standalone Redis takes them all;
- * ioredis sends a Cluster pipeline to one node and refuses one whose keys live on different nodes, so in
- * cluster mode they are grouped by the nodes serving each key's slot (the grouping ioredis checks).
- */
-function byNode(redis: Redis | Cluster, keys: readonly string[]): number[][] {
-  if (!(redis instanceof Cluster)) return [keys.map((_, i) => i)];
-  const groups = new Map<string, number[]>();
-  for (let i = 0; i < keys.length; i++) {
-    const owner = redis.slots[keySlot(keys[i]!)]?.join(';') ?? '';
-    let g = groups.get(owner);
-    if (g === undefined) {
-      g = [];
-      groups.set(owner, g);
-    }
-    g.push(i);
-  }
-  return [...groups.values()];
 }
 
 class CacheEntry<V> {

@@ -17,6 +17,10 @@ export type Lookup = SessionInfo | undefined | typeof PENDING | typeof FAILED;
 
 export interface SessionRegistry {
   lookup(hi: number, lo: number): Lookup;
+  /** A session registered through this cluster's API: known from now on. */
+  remember(hi: number, lo: number, info: SessionInfo): void;
+  /** A session revoked through this cluster's API: refused from now on. */
+  forget(hi: number, lo: number): void;
 }
 
 /**
@@ -34,11 +38,11 @@ export class MemoryRegistry implements SessionRegistry {
     return this.#sessions.get(hi, lo);
   }
 
-  put(hi: number, lo: number, info: SessionInfo): void {
+  remember(hi: number, lo: number, info: SessionInfo): void {
     this.#sessions.set(hi, lo, info);
   }
 
-  delete(hi: number, lo: number): boolean {
-    return this.#sessions.delete(hi, lo);
+  forget(hi: number, lo: number): void {
+    this.#sessions.delete(hi, lo);
   }
 }

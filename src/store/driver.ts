@@ -75,6 +75,8 @@ export class Trip {
   lastTime: number;
   /** Accepted fixes in the trip. */
   points = 1;
+  /** `points` when the trip was last written to durable storage (the worker's once-a-second sync). */
+  synced = 0;
 
   constructor(
     orderId: string,

@@ -1,7 +1,7 @@
 import { LRUCache } from 'lru-cache';
 import RBush from 'rbush';
 import type { Fix } from '../codec/fix.ts';
-import { orderIdToString } from '../codec/session.ts';
+import { orderIdToString, parseOrderId } from '../codec/session.ts';
 import { haversineM } from '../geo/distance.ts';
 import { nearest, within } from '../geo/knn.ts';
 import { Reason, type ReasonCode } from '../ingest/reasons.ts';
@@ -243,6 +243,31 @@ export class Shard {
   /** Drivers whose position is inside the box (minLon > maxLon: the box crosses the date line). */
   within(minLon: number, minLat: number, maxLon: number, maxLat: number): Driver[] {
     return within(this.#tree, minLon, minLat, maxLon, maxLat);
+  }
+
+  /** Every trip in progress here (for the once-a-second write to durable storage). */
+  forEachActiveTrip(fn: (trip: Trip) => void): void {
+    for (const trip of this.#activeTrips.values()) fn(trip);
+  }
+
+  /**
+   * Picks a trip up where durable storage left it (the worker that had it died, or the daemon
+   * restarted): the driver's next fixes with the same order id continue it instead of starting anew.
+   * Call before the driver's first fix here.
+   */
+  resumeTrip(d: Driver, r: TripRecord): void {
+    const order = parseOrderId(r.orderId);
+    if (order === undefined || d.trip !== null || !r.active) return;
+    d.orderHi = order.hi;
+    d.orderLo = order.lo;
+    d.cost = r.cost;
+    const trip = new Trip(r.orderId, order.hi, order.lo, d.id, d.cab, r.cost, r.startTime);
+    trip.distanceM = r.distanceM;
+    trip.lastTime = r.lastTime;
+    trip.points = r.points;
+    trip.synced = r.points;
+    d.trip = trip;
+    this.#activeTrips.set(trip.orderId, trip);
   }
 
   /** The active trip with this order id, or the record of a recently finished one. */

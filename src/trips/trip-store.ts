@@ -1,5 +1,5 @@
-import { createRequire } from 'node:module';
-import { Cluster, type Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
+import { byNode } from '../redis/pipelines.ts';
 import type { TripEnd, TripRecord } from '../store/driver.ts';
 
 /**
@@ -100,7 +100,6 @@ const DEFAULTS = {
   maxBuffered: 100_000,
 } as const;
 
-const keySlot = createRequire(import.meta.url)('cluster-key-slot') as (key: string) => number;
 const noop = (): void => {};
 
 function positiveInteger(options: TripStoreOptions, name: keyof TripStoreOptions, fallback: number): number {
@@ -505,25 +504,4 @@ export function parseTrip(h: Record<string, string>): TripRecord | undefined {
     r.endReason = reason as TripEnd;
   }
   return r;
-}
-
-/**
- * Groups the indexes of `keys` so each group can share one pipeline. A standalone Redis takes them all;
- * ioredis sends a Cluster pipeline to one node and refuses one whose keys live on different nodes, so in
- * cluster mode they are grouped by the nodes serving each key's slot (the grouping ioredis checks).
- * (The same helper as in src/sessions/redis-registry.ts.)
- */
-function byNode(redis: Redis | Cluster, keys: readonly string[]): number[][] {
-  if (!(redis instanceof Cluster)) return [keys.map((_, i) => i)];
-  const groups = new Map<string, number[]>();
-  for (let i = 0; i < keys.length; i++) {
-    const owner = redis.slots[keySlot(keys[i]!)]?.join(';') ?? '';
-    let g = groups.get(owner);
-    if (g === undefined) {
-      g = [];
-      groups.set(owner, g);
-    }
-    g.push(i);
-  }
-  return [...groups.values()];
 }
