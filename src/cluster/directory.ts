@@ -30,14 +30,14 @@ export class Directory {
   }
 
   /** A worker died: its drivers are nobody's until their next fix lands somewhere. O(drivers), rare. */
-  dropWorker(worker: number): number {
-    let n = 0;
+  dropWorker(worker: number): string[] {
+    const ids: string[] = [];
     for (const [id, w] of this.#owner) {
       if (w === worker) {
         this.#owner.delete(id);
-        n++;
+        ids.push(id);
       }
     }
-    return n;
+    return ids;
   }
 }

@@ -92,7 +92,7 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
    */
   const resumable = new Map<string, TripRecord>();
   let resumeLoaded: Promise<void> = Promise.resolve();
-  const loadResumable = async (): Promise<void> => {
+  const loadResumable = async (drivers?: ReadonlySet<string>): Promise<void> => {
     if (tripStore === null || redis === null) return;
     if (redis.status !== 'ready') {
       // Give a starting connection a moment; a Redis that is down leaves trips unresumed, not the daemon.
@@ -102,8 +102,12 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
       ]);
     }
     try {
+      // At start every active trip is resumable; after a worker died, those of its drivers (whose new
+      // claims are waiting for this read-back, so they may already have an owner).
       for (const t of await tripStore.activeTrips()) {
-        if (directory.owner(t.driverId) === undefined) resumable.set(t.driverId, t);
+        if (drivers === undefined ? directory.owner(t.driverId) === undefined : drivers.has(t.driverId)) {
+          resumable.set(t.driverId, t);
+        }
       }
       log.info('active trips read back from redis', { resumable: resumable.size });
     } catch (err) {
@@ -119,19 +123,24 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
     if (w.isConnected()) w.send(m);
   };
 
-  /** Sends a request to one worker; resolves with its answer, or undefined on timeout or its death. */
-  const ask = (w: Worker, make: (req: number) => ToWorker): Promise<unknown> => {
+  /**
+   * Sends a request to one worker; `done` gets its answer, or undefined on timeout or the worker's
+   * death. `done` runs synchronously in the message handler, before any later message from any worker
+   * is handled: a handoff depends on that (see onClaim).
+   */
+  const request = (w: Worker, make: (req: number) => ToWorker, done: (v: unknown) => void): void => {
     const req = nextReq++;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        waiting.delete(req);
-        metrics.queryTimeouts.inc();
-        resolve(undefined);
-      }, config.queryTimeoutMs);
-      waiting.set(req, { resolve, timer, worker: w.id });
-      send(w, make(req));
-    });
+    const timer = setTimeout(() => {
+      waiting.delete(req);
+      metrics.queryTimeouts.inc();
+      done(undefined);
+    }, config.queryTimeoutMs);
+    waiting.set(req, { resolve: done, timer, worker: w.id });
+    send(w, make(req));
   };
+
+  const ask = (w: Worker, make: (req: number) => ToWorker): Promise<unknown> =>
+    new Promise((resolve) => request(w, make, resolve));
 
   const askAll = (make: (req: number) => ToWorker, who = readyMembers()): Promise<unknown[]> =>
     Promise.all(who.map((m) => ask(m.worker, make)));
@@ -157,10 +166,17 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
       return;
     }
     // The driver's fixes now reach another worker (its NAT mapping changed): move it, ring and trip.
-    ask(prevMember.worker, (req) => ({ t: 'release', req, id })).then((state) => {
-      if (directory.owner(id) !== w.id) return;
-      send(w, { t: 'grant', id, state: (state as DriverState | null | undefined) ?? null, resume: null });
-    });
+    // The grant goes out synchronously when the release is answered, even if the driver has been
+    // claimed again meanwhile: that claim's release then reaches `w` after this grant, on the same
+    // channel, and `w` passes the state on. (A promise here would let a claim read in the same chunk
+    // as the release overtake the grant, and the state would be lost.)
+    request(
+      prevMember.worker,
+      (req) => ({ t: 'release', req, id }),
+      (state) => {
+        send(w, { t: 'grant', id, state: (state as DriverState | null | undefined) ?? null, resume: null });
+      },
+    );
   };
 
   const onMessage = (w: Worker, m: FromWorker): void => {
@@ -217,10 +233,16 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
         clearTimeout(r.timer);
         r.resolve(undefined);
       }
-      const orphans = directory.dropWorker(worker.id);
+      const orphaned = directory.dropWorker(worker.id);
+      const orphans = orphaned.length;
       if (stopping) return;
-      // Its drivers' trips are in Redis, at most a second behind: read them back before anyone claims them.
-      if (tripStore !== null) resumeLoaded = new Promise((r) => setTimeout(r, 1200)).then(loadResumable);
+      // Its drivers' trips are in Redis, at most a second behind: read them back before their next
+      // claims are granted (the grants wait for resumeLoaded).
+      if (tripStore !== null) {
+        const ids = new Set(orphaned);
+        const previous = resumeLoaded;
+        resumeLoaded = previous.then(() => loadResumable(ids));
+      }
       metrics.workerRestarts.inc();
       if (Date.now() - started < CRASH_LOOP_MS) {
         restartDelay = Math.min(MAX_RESTART_DELAY_MS, Math.max(100, restartDelay * 2));
@@ -390,7 +412,12 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
     observe: (route, method, status, seconds) =>
       metrics.httpDuration.observe({ route, method, status: String(status) }, seconds),
   });
-  const server = createServer({ requestTimeout: 10_000, headersTimeout: 5_000 }, api);
+  // Node checks these timeouts every connectionsCheckingInterval (30 s by default): check every second,
+  // so a slow-headers client is cut off after 5 s, not up to 35.
+  const server = createServer(
+    { requestTimeout: 10_000, headersTimeout: 5_000, connectionsCheckingInterval: 1000 },
+    api,
+  );
   server.keepAliveTimeout = 5_000;
   server.maxRequestsPerSocket = 0;
 

@@ -175,7 +175,7 @@ export function startWorker(config: Config): void {
   /** Revoked by the dispatch system (the channel) or through the API: the driver goes at once. */
   const revoked = (hi: number, lo: number): boolean => {
     const removed = removeDriver(shard.bySession(hi, lo), 'revoked');
-    for (const [id, p] of pending) if (p.hi === hi && p.lo === lo) pending.delete(id);
+    for (const [id, p] of pending) if (p.hi === hi && p.lo === lo) dropClaim(id, p);
     const list = waiting.get(hi, lo);
     if (list !== undefined) {
       waiting.delete(hi, lo);
@@ -183,6 +183,12 @@ export function startWorker(config: Config): void {
       counters.rejected[Reason.unknownSession]! += list.length;
     }
     return removed;
+  };
+
+  /** A claim given up (its driver revoked or removed meanwhile): its held fixes are refused, and counted. */
+  const dropClaim = (id: string, p: PendingClaim): void => {
+    pending.delete(id);
+    counters.rejected[Reason.unknownSession]! += p.fixes.length;
   };
 
   /** A fix from a known session whose driver this worker does not hold (yet). */
@@ -342,7 +348,8 @@ export function startWorker(config: Config): void {
         break;
       }
       case 'remove-driver': {
-        pending.delete(m.id);
+        const p = pending.get(m.id);
+        if (p !== undefined) dropClaim(m.id, p);
         const d = shard.drivers.get(m.id);
         // The primary revokes the driver's session too; with Redis it only learns the session from here.
         const session = d === undefined ? null : [d.sessionHi, d.sessionLo];

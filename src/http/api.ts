@@ -118,7 +118,7 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
       authorize(req, 'operator');
       const box = p.bbox(q, 'bbox');
       const limit = p.integer(q, 'limit', 1, MAX_BBOX_LIMIT, 100);
-      const cursor = q.get('cursor') ?? '';
+      const cursor = p.single(q, 'cursor') ?? '';
       const after = cursor === '' ? '' : decodeCursor(cursor);
       const found = await backend.bbox(box, after, limit);
       const more = found.length > limit;
@@ -171,8 +171,10 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
         return ['session', null, 204];
       }
       const body = await readJson(req);
-      const driverId = p.id(field(body, 'driverId'), 'driverId');
-      const cab = p.id(field(body, 'cab'), 'cab');
+      const driverId = p.plainId(field(body, 'driverId'), 'driverId');
+      // `nearest` would be unreachable as GET /v1/drivers/{id}: that path is the nearest query.
+      if (driverId === 'nearest') throw badParam('driverId', 'nearest is reserved (it is a route)');
+      const cab = p.plainId(field(body, 'cab'), 'cab');
       const created = await backend.putSession(s.hi, s.lo, driverId, cab);
       return ['session', { session: seg[3], driverId, cab }, created ? 201 : 200];
     }
@@ -210,6 +212,12 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
           const body = err.toJSON();
           if (err.status === 405) delete body.error.parameter;
           finish(err.status, body);
+          return;
+        }
+        if (req.destroyed || (err as { code?: string }).code === 'ECONNRESET') {
+          // The client hung up mid-request: nothing to answer, and not our error.
+          log.debug('client went away', { url: req.url });
+          finish(400, new HttpError(400, 'aborted', 'the client closed the request').toJSON());
           return;
         }
         log.error('request failed', { url: req.url, err: err instanceof Error ? err.stack : String(err) });
@@ -261,8 +269,7 @@ function field(body: Record<string, unknown>, name: string): string {
   const v = body[name];
   if (v === undefined) throw badParam(name, 'is required');
   if (typeof v !== 'string') throw badParam(name, `must be a string, got ${typeof v}`);
-  // p.id() percent-decodes path segments; a body value is taken literally.
-  return encodeURIComponent(v);
+  return v;
 }
 
 /** Page cursors are opaque to clients: the last driver id of the page, base64url. */

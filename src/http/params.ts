@@ -7,6 +7,13 @@ import { badParam } from './errors.ts';
 
 const NUMBER = /^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$/;
 
+/** The parameter's one value (null when absent); a parameter given twice is refused, never first-wins. */
+export function single(q: URLSearchParams, name: string): string | null {
+  const all = q.getAll(name);
+  if (all.length > 1) throw badParam(name, 'given more than once');
+  return all[0] ?? null;
+}
+
 export function number(
   q: URLSearchParams,
   name: string,
@@ -14,10 +21,8 @@ export function number(
   max: number,
   fallback?: number,
 ): number {
-  const all = q.getAll(name);
-  if (all.length > 1) throw badParam(name, 'given more than once');
-  const raw = all[0];
-  if (raw === undefined || raw === '') {
+  const raw = single(q, name);
+  if (raw === null || raw === '') {
     if (fallback !== undefined) return fallback;
     throw badParam(name, 'is required');
   }
@@ -40,7 +45,7 @@ export function integer(
 }
 
 export function flag(q: URLSearchParams, name: string): boolean {
-  const raw = q.get(name);
+  const raw = single(q, name);
   if (raw === null || raw === '' || raw === '0' || raw === 'false') return false;
   if (raw === '1' || raw === 'true') return true;
   throw badParam(name, `must be true, false, 1 or 0, got ${JSON.stringify(clip(raw))}`);
@@ -48,7 +53,7 @@ export function flag(q: URLSearchParams, name: string): boolean {
 
 /** `minLon,minLat,maxLon,maxLat`; minLon > maxLon is a box across the date line. */
 export function bbox(q: URLSearchParams, name: string): [number, number, number, number] {
-  const raw = q.get(name);
+  const raw = single(q, name);
   if (raw === null || raw === '') throw badParam(name, 'is required: minLon,minLat,maxLon,maxLat');
   const parts = raw.split(',');
   if (parts.length !== 4 || !parts.every((p) => NUMBER.test(p.trim()))) {
@@ -71,6 +76,7 @@ export function bbox(q: URLSearchParams, name: string): [number, number, number,
 /** Driver ids and cab numbers: what dispatch systems use, and safe in paths, logs and Redis keys. */
 const ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 
+/** An id from a path segment (percent-encoded). */
 export function id(raw: string, name: string): string {
   let s: string;
   try {
@@ -78,6 +84,11 @@ export function id(raw: string, name: string): string {
   } catch {
     throw badParam(name, 'is not valid percent-encoding');
   }
+  return plainId(s, name);
+}
+
+/** An id given literally (a JSON body). */
+export function plainId(s: string, name: string): string {
   if (!ID.test(s)) {
     throw badParam(name, `must be 1-64 characters of A-Z a-z 0-9 . _ : - starting with a letter or digit`);
   }

@@ -44,7 +44,13 @@ export interface Tracepoint {
   location: [number, number];
 }
 
-export type UnavailableReason = 'breaker_open' | 'timeout' | 'connection' | 'http_status' | 'bad_response';
+export type UnavailableReason =
+  | 'breaker_open'
+  | 'busy'
+  | 'timeout'
+  | 'connection'
+  | 'http_status'
+  | 'bad_response';
 
 export type MatchResult =
   | { kind: 'matched'; matchings: Matching[]; tracepoints: Array<Tracepoint | null> }
@@ -69,6 +75,7 @@ export const OSRM_OUTCOMES: readonly OsrmOutcome[] = Object.freeze([
   'nomatch',
   'rejected',
   'breaker_open',
+  'busy',
   'timeout',
   'connection',
   'http_status',
@@ -150,6 +157,7 @@ const ACCEPT_IDENTITY = { 'accept-encoding': 'identity' };
 
 const UNAVAILABLE: Readonly<Record<UnavailableReason, MatchResult>> = Object.freeze({
   breaker_open: Object.freeze({ kind: 'unavailable', reason: 'breaker_open' }),
+  busy: Object.freeze({ kind: 'unavailable', reason: 'busy' }),
   timeout: Object.freeze({ kind: 'unavailable', reason: 'timeout' }),
   connection: Object.freeze({ kind: 'unavailable', reason: 'connection' }),
   http_status: Object.freeze({ kind: 'unavailable', reason: 'http_status' }),
@@ -217,6 +225,9 @@ export class OsrmClient {
   readonly #now: () => number;
   readonly #onOutcome: (outcome: OsrmOutcome, seconds: number) => void;
 
+  readonly #connections: number;
+  /** Calls sent and not yet settled: at most 2 x `connections` (the rest answered 'busy'). */
+  #inFlight = 0;
   #breaker = BREAKER_CLOSED;
   #failures = 0;
   #openedAt = 0;
@@ -239,6 +250,7 @@ export class OsrmClient {
       throw new TypeError(`osrm: profile has characters OSRM rejects: ${profile}`);
     }
     const connections = optionInt('connections', options.connections, 8, 1);
+    this.#connections = connections;
     this.#timeoutMs = optionNumber('timeoutMs', options.timeoutMs, 800, true);
     if (this.#timeoutMs > MAX_TIMER_MS) throw new RangeError(`osrm: timeoutMs must be <= ${MAX_TIMER_MS}`);
     const radiusM = optionNumber('radiusM', options.radiusM, 10, true);
@@ -286,7 +298,24 @@ export class OsrmClient {
     const sent = selectPoints(points, this.#maxPoints);
     if (sent.length < 2) return this.#report(TOO_FEW_POINTS, 'rejected', t0, false);
     if (!this.#acquire(t0)) return this.#report(UNAVAILABLE.breaker_open, 'breaker_open', t0, false);
+    // A short queue behind a slow OSRM, not an unbounded one: past `connections` calls waiting for a
+    // connection, a call is answered 'busy' at once (a straight path). This also bounds how many calls
+    // queued before the breaker opened can still reach OSRM after it has.
+    if (this.#inFlight >= 2 * this.#connections) return this.#report(UNAVAILABLE.busy, 'busy', t0, false);
+    this.#inFlight++;
+    try {
+      return await this.#send(points, sent, signal, t0);
+    } finally {
+      this.#inFlight--;
+    }
+  }
 
+  async #send(
+    points: readonly MatchPoint[],
+    sent: readonly number[],
+    signal: AbortSignal | undefined,
+    t0: number,
+  ): Promise<MatchResult> {
     const path = this.#buildPath(points, sent);
     const controller = new AbortController();
     let settle: (exchange: Exchange) => void = noop;

@@ -89,7 +89,9 @@ export class PathMatcher {
       for (let i = Math.max(0, n - this.#context); i < n; i++) trace.push(toPoint(points, i));
       running = this.#match(trace).then((r) => {
         const p = cut(r, trace, prev, cur);
-        this.#cache.set(key, p);
+        // OSRM's answer about this trace is final; 'unavailable' (down, slow, busy) is not, and the
+        // next viewer should try again.
+        if (r.kind !== 'unavailable') this.#cache.set(key, p);
         return p;
       });
       running.finally(() => this.#inFlight.delete(key)).catch(() => {});

@@ -146,6 +146,9 @@ export class TripStore {
   constructor(options: TripStoreOptions) {
     if (options.redis == null) throw new TypeError('TripStore needs redis');
     this.#redis = options.redis;
+    // A Redis that comes back may have come back empty (no persistence, or a failover that lost writes):
+    // forget which trips are in the active set, so the next write of each adds it again.
+    this.#redis.on('ready', () => this.#indexed.clear());
     this.#finishedTtlS = positiveInteger(options, 'finishedTtlS', DEFAULTS.finishedTtlS);
     this.#maxBuffered = positiveInteger(options, 'maxBuffered', DEFAULTS.maxBuffered);
     this.#onError = options.onError ?? noop;
