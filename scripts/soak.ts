@@ -1,0 +1,595 @@
+/**
+ * Soak test, outside CI (`npm run soak -- --minutes 30`): the real daemon (2 workers) for a long while
+ * at half its measured capacity, with churn: drivers logging in (sessions registered through the API),
+ * moving between workers (their source port changes, as a NAT mapping does), logging out (sessions
+ * revoked at once) or going quiet and expiring (a short CABTRACK_IDLE_TIMEOUT_S), and trips starting and
+ * ending all the time. Every 10 s it samples the daemon's memory (RSS from /proc and from /metrics, V8
+ * heap) and its handle and timer counts; at the end it fits a line through each (bytes per minute) and
+ * reconciles the counters (received = accepted + rejected, and sent = received + kernel drops).
+ * Results go to bench/results/soak.json.
+ *
+ * Options: --minutes N (30), --drivers N (20000), --rate N (datagrams/s; default half the capacity
+ * measured at start), --churn F (fraction of the fleet replaced per minute, 0.2), --moves F (fraction
+ * moving to another source port per minute, 0.3), --idle S (idle timeout, 20).
+ *
+ * Traffic: each live driver sends one fresh fix a second (its phase spread over the second); the rest
+ * of the rate is re-sends of drivers' latest fixes (stale duplicates, what apps that retry produce).
+ */
+import type dgram from 'node:dgram';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Agent, setGlobalDispatcher } from 'undici';
+import { decodeTrack } from '../src/codec/decode.ts';
+import { Fix } from '../src/codec/fix.ts';
+import { type Daemon, startDaemon } from '../test/support/daemon.ts';
+import {
+  connectedSocket,
+  daemonPids,
+  rssBytes,
+  type Samples,
+  scrape,
+  sleep,
+  udpCounters,
+} from '../test/support/hostile-net.ts';
+import { startSender } from '../test/support/hostile-sender.ts';
+import { Prng } from '../test/support/prng.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    minutes: { type: 'string', default: '30' },
+    drivers: { type: 'string', default: '20000' },
+    rate: { type: 'string', default: '0' },
+    churn: { type: 'string', default: '0.2' },
+    moves: { type: 'string', default: '0.3' },
+    idle: { type: 'string', default: '20' },
+  },
+});
+const MINUTES = Number(args.minutes);
+const DRIVERS = Number(args.drivers);
+const CHURN_PER_MIN = Number(args.churn);
+const MOVES_PER_MIN = Number(args.moves);
+const IDLE_S = Number(args.idle);
+for (const [k, v] of Object.entries({ MINUTES, DRIVERS, CHURN_PER_MIN, MOVES_PER_MIN, IDLE_S })) {
+  if (!Number.isFinite(v) || v < 0) throw new Error(`soak: bad ${k}`);
+}
+const SAMPLE_MS = 10_000;
+// The API calls (churn, scrapes) share 16 keep-alive connections, as a dispatch system's client would:
+// otherwise every burst of calls opens more, and the daemon's handle count follows the soak's own pool.
+setGlobalDispatcher(new Agent({ connections: 16 }));
+const SOCKETS = 64;
+/** Finished trips kept per worker: small, so that the LRU fills early and then stays flat. */
+const FINISHED_TRIPS = 10_000;
+const CENTRE = { lat: 51.5074, lon: -0.1278 };
+const OUT = fileURLToPath(new URL('../bench/results/soak.json', import.meta.url));
+
+// ---------------------------------------------------------------------------------------------------------
+// A Track encoder for the hot loop (protobufjs is too slow for 100k fixes a second); checked against the
+// daemon's own decoder at start.
+
+const scratch = new Uint8Array(64);
+
+function varint(b: Uint8Array, at: number, v: number): number {
+  while (v >= 0x80) {
+    b[at++] = (v & 0x7f) | 0x80;
+    v = Math.floor(v / 128);
+  }
+  b[at++] = v;
+  return at;
+}
+
+function encodeFix(
+  hi: number,
+  lo: number,
+  lat: number,
+  lon: number,
+  time: number,
+  order: number,
+  cost: number,
+): Buffer {
+  const b = scratch;
+  let at = 0;
+  b[at++] = 0x09;
+  b[at++] = lo & 0xff;
+  b[at++] = (lo >>> 8) & 0xff;
+  b[at++] = (lo >>> 16) & 0xff;
+  b[at++] = lo >>> 24;
+  b[at++] = hi & 0xff;
+  b[at++] = (hi >>> 8) & 0xff;
+  b[at++] = (hi >>> 16) & 0xff;
+  b[at++] = hi >>> 24;
+  b[at++] = 0x10;
+  at = varint(b, at, lat >= 0 ? lat * 2 : -lat * 2 - 1);
+  b[at++] = 0x18;
+  at = varint(b, at, lon >= 0 ? lon * 2 : -lon * 2 - 1);
+  b[at++] = 0x20;
+  at = varint(b, at, time);
+  if (order !== 0) {
+    b[at++] = 0x28;
+    at = varint(b, at, order);
+    b[at++] = 0x30;
+    at = varint(b, at, cost);
+  }
+  b[at++] = 0x38;
+  at = varint(b, at, 36);
+  return Buffer.from(b.subarray(0, at));
+}
+
+{
+  const f = new Fix();
+  const b = encodeFix(0xdead_beef, 0x0102_0304, -51_507_400, 179_999_999, 1_800_000_000, 2 ** 40 + 7, 1234);
+  const ok =
+    decodeTrack(b, b.length, f) === 0 &&
+    f.sessionHi === 0xdead_beef &&
+    f.sessionLo === 0x0102_0304 &&
+    f.lat === -51_507_400 &&
+    f.lon === 179_999_999 &&
+    f.time === 1_800_000_000 &&
+    f.orderHi === 256 &&
+    f.orderLo === 7 &&
+    f.cost === 1234 &&
+    f.speed === 36;
+  if (!ok) throw new Error('soak: the fast encoder disagrees with src/codec/decode.ts');
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The fleet, as flat arrays: a slot per driver, taken over by a new driver when its driver leaves.
+
+const MAX = DRIVERS;
+const live = new Uint8Array(MAX);
+const sessionLo = new Uint32Array(MAX);
+const latE6 = new Int32Array(MAX);
+const lonE6 = new Int32Array(MAX);
+const lastTime = new Uint32Array(MAX);
+const order = new Float64Array(MAX);
+const orderLeft = new Int32Array(MAX);
+const socketOf = new Uint16Array(MAX);
+const lastBuf: Array<Buffer | undefined> = new Array(MAX);
+/** Drivers by the 10 ms slot of the second in which they send. */
+const phases: number[][] = Array.from({ length: 100 }, () => []);
+const phaseOf = new Uint8Array(MAX);
+const SESSION_HI = 0x50a1_7e57;
+/** Sessions of the drivers that only take part in the capacity measurement. */
+const PACK_HI = 0x50a1_cafe;
+let nextSession = 1;
+let nextOrder = 1;
+const rnd = new Prng(0x50a1);
+
+const hex = (hi: number, lo: number): string =>
+  hi.toString(16).padStart(8, '0') + lo.toString(16).padStart(8, '0');
+
+const churn = {
+  appeared: 0,
+  loggedOut: 0,
+  wentQuiet: 0,
+  sessionsCleaned: 0,
+  moved: 0,
+  socketsRotated: 0,
+  apiErrors: 0,
+};
+
+async function register(d: Daemon, slot: number): Promise<void> {
+  const lo = nextSession++;
+  sessionLo[slot] = lo;
+  const r = await d.request('PUT', `/v1/sessions/${hex(SESSION_HI, lo)}`, {
+    body: { driverId: `soak-${lo}`, cab: `SOAK-${lo}` },
+  });
+  if (r.status !== 201) {
+    churn.apiErrors++;
+    return;
+  }
+  latE6[slot] = Math.round((CENTRE.lat + (rnd.float() - 0.5) * 0.2) * 1e6);
+  lonE6[slot] = Math.round((CENTRE.lon + (rnd.float() - 0.5) * 0.3) * 1e6);
+  lastTime[slot] = 0;
+  order[slot] = 0;
+  orderLeft[slot] = rnd.int(0, 60);
+  socketOf[slot] = rnd.int(0, SOCKETS - 1);
+  lastBuf[slot] = undefined;
+  phaseOf[slot] = rnd.int(0, 99);
+  phases[phaseOf[slot]!]!.push(slot);
+  live[slot] = 1;
+}
+
+function unphase(slot: number): void {
+  const list = phases[phaseOf[slot]!]!;
+  const i = list.indexOf(slot);
+  if (i >= 0) {
+    list[i] = list[list.length - 1]!;
+    list.pop();
+  }
+}
+
+/** The driver's next fresh fix: ~10 m on, its order going on or changing. */
+function freshFix(slot: number, nowS: number): Buffer {
+  latE6[slot] = latE6[slot]! + rnd.int(-90, 90);
+  lonE6[slot] = lonE6[slot]! + rnd.int(-140, 140);
+  const t = Math.max(nowS, lastTime[slot]! + 1);
+  lastTime[slot] = t;
+  if (--orderLeft[slot]! <= 0) {
+    if (order[slot] === 0) {
+      order[slot] = 9_000_000_000 + nextOrder++;
+      orderLeft[slot] = rnd.int(60, 240);
+    } else {
+      order[slot] = 0;
+      orderLeft[slot] = rnd.int(10, 60);
+    }
+  }
+  const b = encodeFix(
+    SESSION_HI,
+    sessionLo[slot]!,
+    latE6[slot]!,
+    lonE6[slot]!,
+    t,
+    order[slot]!,
+    250 + (t % 1000),
+  );
+  lastBuf[slot] = b;
+  return b;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+interface Sample {
+  atS: number;
+  rssProcBytes: number;
+  rssMetricBytes: number;
+  heapUsedBytes: number;
+  heapTotalBytes: number;
+  externalBytes: number;
+  handles: number;
+  /** Handles by type (summed over the processes): Socket, Pipe, Server, UDP, ChildProcess... */
+  handlesByType: Record<string, number>;
+  /** TCP connections open to the HTTP port (keep-alive ones included): what Socket handles follow. */
+  httpConnections: number;
+  timers: number;
+  resources: number;
+  drivers: number;
+  sessions: number;
+  received: number;
+  accepted: number;
+  sentSoFar: number;
+  liveDrivers: number;
+}
+
+/** Established TCP connections to a local port, from /proc/net/tcp (state 01 = ESTABLISHED). */
+function tcpConnectionsTo(port: number): number {
+  const hexPort = `:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  let n = 0;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f[1]?.endsWith(hexPort) && f[3] === '01') n++;
+  }
+  return n;
+}
+
+/** Least-squares slope of y over x. */
+function slope(xs: number[], ys: number[]): number {
+  const n = xs.length;
+  if (n < 2) return 0;
+  const mx = xs.reduce((a, b) => a + b, 0) / n;
+  const my = ys.reduce((a, b) => a + b, 0) / n;
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < n; i++) {
+    num += (xs[i]! - mx) * (ys[i]! - my);
+    den += (xs[i]! - mx) ** 2;
+  }
+  return den === 0 ? 0 : num / den;
+}
+
+async function main(): Promise<void> {
+  const startedAt = new Date();
+  const daemon = await startDaemon({
+    CABTRACK_WORKERS: '2',
+    CABTRACK_IDLE_TIMEOUT_S: String(IDLE_S),
+    CABTRACK_FINISHED_TRIPS: String(FINISHED_TRIPS),
+  });
+  const sockets: dgram.Socket[] = [];
+  try {
+    console.log(
+      `soak: daemon up (udp ${daemon.udpPort}, http ${daemon.httpPort}); registering ${DRIVERS} drivers`,
+    );
+    for (let i = 0; i < DRIVERS; i += 32) {
+      await Promise.all(Array.from({ length: Math.min(32, DRIVERS - i) }, (_, j) => register(daemon, i + j)));
+    }
+    for (let i = 0; i < SOCKETS; i++) sockets.push(await connectedSocket(daemon.udpPort));
+
+    // Capacity, unless given: two sender processes flat out for 3 s with re-sent packs of the fleet's
+    // fixes, and what the workers got through over the middle 2 s.
+    let rate = Number(args.rate);
+    let capacity: number | null = null;
+    if (rate === 0) {
+      const nowS = Math.floor(Date.now() / 1000);
+      // Drivers of their own, so the soak's fleet starts clean; logged out again afterwards.
+      const packSessions = Array.from({ length: 2000 }, (_, i) => hex(PACK_HI, i + 1));
+      const each = async (method: string, body?: unknown): Promise<void> => {
+        for (let i = 0; i < packSessions.length; i += 32) {
+          await Promise.all(
+            packSessions
+              .slice(i, i + 32)
+              .map((h) =>
+                daemon.request(
+                  method,
+                  `/v1/sessions/${h}`,
+                  body === undefined ? {} : { body: { driverId: `cap-${h}`, cab: `CAP-${h}` } },
+                ),
+              ),
+          );
+        }
+      };
+      await each('PUT', true);
+      const senders = [0, 1].map((k) =>
+        startSender({
+          port: daemon.udpPort,
+          rate: 0,
+          durationMs: 3000,
+          sockets: 8,
+          sessions: packSessions.filter((_, i) => i % 2 === k),
+          pack: 10,
+          // Inside the idle timeout, so the fixes reach the shard (and are stale after the first pass).
+          firstTime: nowS - 15,
+          centre: CENTRE,
+        }),
+      );
+      await sleep(700);
+      const a = await scrape(daemon);
+      const aAt = performance.now();
+      await sleep(2000);
+      const b = await scrape(daemon);
+      capacity = Math.round(((b.received - a.received) / (performance.now() - aAt)) * 1000);
+      await Promise.all(senders.map((s) => s.done));
+      await each('DELETE');
+      rate = Math.round(capacity / 2);
+      console.log(`soak: capacity ${capacity}/s; running at ${rate}/s for ${MINUTES} min`);
+      await sleep(1000);
+    }
+
+    const snmp0 = udpCounters();
+    const s0 = await scrape(daemon);
+    const samples: Sample[] = [];
+    const t0 = performance.now();
+    const endAt = t0 + MINUTES * 60_000;
+    let sent = 0;
+    let fresh = 0;
+    let resends = 0;
+    let lastSlot = Math.floor(Date.now() / 10);
+    let nextSample = t0;
+    let nextChurn = t0 + 1000;
+    let nextRotation = t0 + 30_000;
+    const pendingCleanup: Array<{ at: number; lo: number }> = [];
+    const api: Promise<unknown>[] = [];
+
+    const sample = async (): Promise<void> => {
+      const s = await scrape(daemon);
+      const { primary, workers } = daemonPids(daemon);
+      const x: Sample = {
+        atS: Math.round((performance.now() - t0) / 100) / 10,
+        rssProcBytes: [primary, ...workers].map(rssBytes).reduce((a, b) => a + b, 0),
+        rssMetricBytes: s.get('cabtrack_process_resident_memory_bytes'),
+        heapUsedBytes: s.get('cabtrack_nodejs_heap_size_used_bytes'),
+        heapTotalBytes: s.get('cabtrack_nodejs_heap_size_total_bytes'),
+        externalBytes: s.get('cabtrack_nodejs_external_memory_bytes'),
+        handles: s.get('cabtrack_nodejs_active_handles_total'),
+        handlesByType: s.byLabel('cabtrack_nodejs_active_handles', 'type'),
+        httpConnections: tcpConnectionsTo(daemon.httpPort),
+        timers: s.get('cabtrack_nodejs_active_resources', { type: 'Timeout' }),
+        resources: s.get('cabtrack_nodejs_active_resources_total'),
+        drivers: s.get('cabtrack_drivers'),
+        sessions: s.get('cabtrack_sessions'),
+        received: s.received,
+        accepted: s.accepted,
+        sentSoFar: sent,
+        liveDrivers: live.reduce((a, b) => a + b, 0),
+      };
+      samples.push(x);
+      const mb = (b: number): string => `${(b / 1048576).toFixed(1)} MB`;
+      console.log(
+        `soak ${x.atS.toFixed(0).padStart(5)} s: rss ${mb(x.rssProcBytes)} heap ${mb(x.heapUsedBytes)} handles ${x.handles} ` +
+          `(${Object.entries(x.handlesByType)
+            .map(([k, v]) => `${k} ${v}`)
+            .join(
+              ', ',
+            )}; http conns ${x.httpConnections}) timers ${x.timers} drivers ${x.drivers}/${x.liveDrivers} sessions ${x.sessions} sent ${sent} received ${x.received - s0.received}`,
+      );
+    };
+
+    while (performance.now() < endAt) {
+      const now = performance.now();
+      const nowMs = Date.now();
+      const nowS = Math.floor(nowMs / 1000);
+      // Fresh fixes: every driver whose 10 ms slot of the second has come round.
+      const slotNow = Math.floor(nowMs / 10);
+      for (let s = lastSlot + 1; s <= slotNow && s <= lastSlot + 100; s++) {
+        for (const slot of phases[s % 100]!) {
+          sockets[socketOf[slot]!]!.send(freshFix(slot, nowS));
+          fresh++;
+          sent++;
+        }
+      }
+      lastSlot = slotNow;
+      // Re-sends fill the rest of the rate.
+      const due = Math.min(((now - t0) / 1000) * rate - sent, rate / 20);
+      for (let i = 0, n = 0; n < due && i < 3 * due; i++) {
+        const slot = rnd.int(0, MAX - 1);
+        const b = lastBuf[slot];
+        if (live[slot] !== 1 || b === undefined) continue;
+        sockets[socketOf[slot]!]!.send(b);
+        n++;
+        resends++;
+        sent++;
+      }
+      if (now >= nextChurn) {
+        nextChurn += 1000;
+        const perSecond = (CHURN_PER_MIN * DRIVERS) / 60;
+        const n = Math.floor(perSecond) + (rnd.chance(perSecond % 1) ? 1 : 0);
+        for (let i = 0; i < n; i++) {
+          // One leaves: half log out (revoked at once), half go quiet (expire, then dispatch cleans up).
+          let slot = rnd.int(0, MAX - 1);
+          for (let tries = 0; live[slot] !== 1 && tries < 20; tries++) slot = rnd.int(0, MAX - 1);
+          if (live[slot] !== 1) continue;
+          live[slot] = 0;
+          unphase(slot);
+          const lo = sessionLo[slot]!;
+          if (rnd.chance(0.5)) {
+            churn.loggedOut++;
+            api.push(
+              daemon.request('DELETE', `/v1/sessions/${hex(SESSION_HI, lo)}`).then(
+                (r) => {
+                  if (r.status !== 204) churn.apiErrors++;
+                },
+                () => {
+                  churn.apiErrors++;
+                },
+              ),
+            );
+          } else {
+            churn.wentQuiet++;
+            pendingCleanup.push({ at: now + (IDLE_S + 25) * 1000, lo });
+          }
+          // And another arrives in its place (a new session, a new driver id), so the fleet keeps its size.
+          churn.appeared++;
+          api.push(
+            register(daemon, slot).catch(() => {
+              churn.apiErrors++;
+            }),
+          );
+        }
+        while (pendingCleanup.length > 0 && pendingCleanup[0]!.at <= now) {
+          const { lo } = pendingCleanup.shift()!;
+          churn.sessionsCleaned++;
+          api.push(
+            // The driver has expired; its session is still registered until this DELETE finds it.
+            daemon.request('DELETE', `/v1/sessions/${hex(SESSION_HI, lo)}`).then(
+              (r) => {
+                if (r.status !== 204) churn.apiErrors++;
+              },
+              () => {
+                churn.apiErrors++;
+              },
+            ),
+          );
+        }
+        const moves = (MOVES_PER_MIN * DRIVERS) / 60;
+        for (let i = 0; i < moves; i++) {
+          const slot = rnd.int(0, MAX - 1);
+          if (live[slot] !== 1) continue;
+          socketOf[slot] = rnd.int(0, SOCKETS - 1);
+          churn.moved++;
+        }
+        if (api.length > 200) await Promise.all(api.splice(0));
+      }
+      if (now >= nextRotation) {
+        // A NAT gateway rebinds: one socket closes and a new one (a new source port) takes its drivers.
+        nextRotation += 30_000;
+        const k = rnd.int(0, SOCKETS - 1);
+        const old = sockets[k]!;
+        sockets[k] = await connectedSocket(daemon.udpPort);
+        old.close();
+        churn.socketsRotated++;
+      }
+      if (now >= nextSample) {
+        nextSample += SAMPLE_MS;
+        await sample();
+      }
+      await sleep(5);
+    }
+    await Promise.all(api);
+    await sample();
+
+    // Drain and reconcile: the kernel queues empty, nothing waiting in the workers.
+    let last: Samples = await scrape(daemon);
+    for (let stable = 0; stable < 10; ) {
+      await sleep(100);
+      const s = await scrape(daemon);
+      stable = s.received === last.received && s.received === s.accepted + s.rejected ? stable + 1 : 0;
+      last = s;
+    }
+    const drops = udpCounters().RcvbufErrors - snmp0.RcvbufErrors;
+    const received = last.received - s0.received;
+    const xs = samples.map((x) => x.atS / 60);
+    const half = Math.floor(samples.length / 2);
+    const fit = (f: (x: Sample) => number): { all: number; secondHalf: number } => ({
+      all: Math.round(slope(xs, samples.map(f))),
+      secondHalf: Math.round(slope(xs.slice(half), samples.slice(half).map(f))),
+    });
+    const range = (f: (x: Sample) => number): { first: number; last: number; min: number; max: number } => {
+      const v = samples.map(f);
+      return { first: v[0]!, last: v[v.length - 1]!, min: Math.min(...v), max: Math.max(...v) };
+    };
+    const durationS = (performance.now() - t0) / 1000;
+    const result = {
+      node: process.version,
+      date: startedAt.toISOString(),
+      question:
+        'Does the daemon hold steady for a long run at half capacity with churn: flat memory, no handle or timer leaks, counters that reconcile?',
+      config: {
+        minutes: MINUTES,
+        drivers: DRIVERS,
+        workers: 2,
+        idleTimeoutS: IDLE_S,
+        finishedTripsPerWorker: FINISHED_TRIPS,
+        churnPerMinute: CHURN_PER_MIN,
+        movesPerMinute: MOVES_PER_MIN,
+        sockets: SOCKETS,
+      },
+      capacityPerSecond: capacity,
+      ratePerSecond: rate,
+      achievedPerSecond: Math.round(sent / durationS),
+      sent: { total: sent, fresh, resends },
+      churn,
+      slopesBytesPerMinute: {
+        rssProc: fit((x) => x.rssProcBytes),
+        rssMetric: fit((x) => x.rssMetricBytes),
+        heapUsed: fit((x) => x.heapUsedBytes),
+        external: fit((x) => x.externalBytes),
+      },
+      slopesPerMinute: {
+        handles: fit((x) => x.handles),
+        timers: fit((x) => x.timers),
+        resources: fit((x) => x.resources),
+      },
+      ranges: {
+        rssProcBytes: range((x) => x.rssProcBytes),
+        heapUsedBytes: range((x) => x.heapUsedBytes),
+        handles: range((x) => x.handles),
+        timers: range((x) => x.timers),
+        resources: range((x) => x.resources),
+        drivers: range((x) => x.drivers),
+        sessions: range((x) => x.sessions),
+      },
+      counters: {
+        received,
+        accepted: last.accepted - s0.accepted,
+        rejected: last.rejected - s0.rejected,
+        rejectedByReason: Object.fromEntries(
+          Object.entries(last.byLabel('cabtrack_datagrams_rejected_total', 'reason')).map(([k, v]) => [
+            k,
+            v - s0.rejectedFor(k),
+          ]),
+        ),
+        reconciled: last.received === last.accepted + last.rejected,
+        lostInKernel: sent - received,
+        rcvbufErrorsHost: drops,
+        lossExplainedByKernelDrops: sent - received <= drops,
+      },
+      daemon: {
+        workerRestarts: last.get('cabtrack_worker_restarts_total'),
+        driversExpired: last.get('cabtrack_drivers_expired_total'),
+        handoffs: last.get('cabtrack_driver_handoffs_total'),
+        tripsEnded: last.get('cabtrack_trips_ended_total'),
+        queryWorkerTimeouts: last.get('cabtrack_query_worker_timeouts_total'),
+      },
+      samples,
+    };
+    mkdirSync(new URL('../bench/results/', import.meta.url), { recursive: true });
+    writeFileSync(OUT, `${JSON.stringify(result, null, 2)}\n`);
+    const { samples: _, ...summary } = result;
+    console.log(JSON.stringify(summary, null, 2));
+    console.log(`soak: wrote ${OUT}`);
+  } finally {
+    for (const s of sockets) s.close();
+    await daemon.stop();
+  }
+}
+
+await main();
