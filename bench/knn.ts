@@ -9,15 +9,21 @@ import { Prng } from '../test/support/prng.ts';
 // One question: what does ranking by great-circle distance cost per query, against rbush-knn's planar
 // kNN (which ranks by degrees) on the same tree? Nearest 10 within 1 km and 3 km among 100k and 1M
 // drivers clustered in a 30 km x 30 km city at Paris's latitude, boxes padded by 100 m as the store does.
-// Run: node_modules/.bin/node bench/knn.ts   Result: bench/results/knn.json
+// Run: node_modules/.bin/node bench/knn.ts [--sizes 100000,1000000] [--queries 20000] [--rounds 7]
+// Result: bench/results/knn.json
 
+// bench/run.ts passes smaller figures (--queries, --rounds, --sizes) to fit its time budget.
+const flag = (name: string, fallback: string): string => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 && process.argv[i + 1] !== undefined ? process.argv[i + 1]! : fallback;
+};
 const SEED = 0x6e0;
-const SIZES = [100_000, 1_000_000];
+const SIZES = flag('sizes', '100000,1000000').split(',').map(Number);
 const RADII_M = [1000, 3000];
 const K = 10;
-const QUERIES = 20_000;
-const WARMUP_ROUNDS = 3;
-const ROUNDS = 7;
+const QUERIES = Number(flag('queries', '20000'));
+const WARMUP_ROUNDS = Math.min(3, Number(flag('rounds', '7')));
+const ROUNDS = Number(flag('rounds', '7'));
 const CENTRE_LAT = 48.85;
 const CENTRE_LON = 2.35;
 const HALF_SIDE_M = 15_000;

@@ -1,0 +1,294 @@
+/**
+ * Question: how do the cost of a datagram and the latency of a nearest-10 query grow from 10k to 1M
+ * live drivers? The target: a datagram at 1M costs at most 1.5 times what it costs at 10k.
+ *
+ * - In-process, on one Shard as a worker holds it (the approach of bench/pipeline.ts): the seeded city
+ *   fleet (support/fleet.ts) sends rounds of one fix per driver, each round encoded ahead. Every round
+ *   is decoded alone first (the baseline, same datagrams, same run) and then run through the worker's
+ *   whole per-datagram path (decode, checkFix, session lookup, Shard.ingest with ring, trip and R-tree).
+ *   The padding is sized to the fleet after the first round, as a worker does every 10 s.
+ * - The cost depends on how long drivers have been moving: a driver enters the R-tree under a box
+ *   padded by the default 100 m, and only once it has left that box (about the 10th fix at 9 m/s) does
+ *   it start re-entering the tree under the padding sized to the fleet (30 m at 1M). So every size runs
+ *   the same rounds, the cost of each round is kept (the curve), and sizes are compared on the same
+ *   fixes: the median of rounds 14 to 16. At 10k and 100k the run goes on to round 40 as well (cheap),
+ *   to show where the cost settles; at 1M that would take minutes.
+ * - A 10k round lasts milliseconds: smaller fleets are measured as several independent fleets (other
+ *   seeds, up to 10) and the median taken; the curve and the queries are the first fleet's.
+ * - Queries: Shard.nearest (what a worker answers for GET /v1/drivers/nearest, k = 10) at 1 km and 3 km
+ *   from seeded rider positions (riders are where drivers are), after round 16; median of three passes
+ *   after a warm-up pass, us per query.
+ * - Daemon-level check: the CPU a worker spends per datagram (its process CPU time over a trial at a
+ *   fixed 100k datagrams/s, receive syscalls included) at each fleet size, from bench/ingest.ts's run
+ *   (that benchmark already holds a one-worker daemon at each size; registering 1M sessions again here
+ *   would cost another minute and a half). Only taken when ingest.json comes from the same run.
+ *
+ *   node bench/cost-growth.ts [--quick] [--sizes 10000,1000000]   Result: bench/results/cost-growth.json
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { decodeTrack } from '../src/codec/decode.ts';
+import { Fix } from '../src/codec/fix.ts';
+import { checkFix } from '../src/ingest/filter.ts';
+import { MAX_DATAGRAM_BYTES, Reason } from '../src/ingest/reasons.ts';
+import { Shard } from '../src/store/shard.ts';
+import { Prng } from '../test/support/prng.ts';
+import { cabNumber, driverId, Fleet } from './support/fleet.ts';
+import { QUICK, RUN_ID, say, writeResult } from './support/report.ts';
+
+const SEED = 0xc057;
+const sizesArg = process.argv.indexOf('--sizes');
+const SIZES =
+  sizesArg > 0
+    ? process.argv[sizesArg + 1]!.split(',').map(Number)
+    : QUICK
+      ? [10_000, 100_000]
+      : [10_000, 100_000, 1_000_000];
+/** Rounds every size runs; the comparison is on the last three. */
+const ROUNDS = 16;
+/** Sizes up to this one go on to LONG_ROUNDS. */
+const LONG_UP_TO = 100_000;
+const LONG_ROUNDS = 40;
+/** Query points per pass: fewer at 1M, where a query costs ~0.2 ms. */
+const queriesFor = (n: number): number => (n > 100_000 ? 2_000 : 5_000);
+const RADII = [1000, 3000];
+const IDLE_S = 900;
+const T0 = 1_763_000_000;
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
+
+interface Row {
+  drivers: number;
+  /** Independent fleets measured; the figures are the median over them. */
+  replicas: number;
+  /** Median ns per datagram over rounds 14-16: the figure compared across sizes. */
+  decodeNsPerDatagram: number;
+  pipelineNsPerDatagram: number;
+  treeUpdateShare: number;
+  /** Same, over the last three of LONG_ROUNDS, where run. */
+  long: { rounds: number; pipelineNsPerDatagram: number; treeUpdateShare: number } | null;
+  paddingM: number;
+  /** Per round: ns per datagram and share of fixes that moved the driver in the R-tree. */
+  curve: Array<{ round: number; ns: number; treeShare: number }>;
+  queries: Array<{ radiusM: number; usPerQuery: number; meanFound: number }>;
+}
+
+/** Independent fleets (seeds) per size: a 10k round lasts milliseconds, so one fleet is a noisy sample. */
+const replicasFor = (n: number): number => Math.min(10, Math.max(1, Math.round(300_000 / n)));
+
+function measure(n: number, replica: number): Row {
+  const fleet = new Fleet(n, SEED + replica, T0);
+  const shard = new Shard({ trackPoints: 20, idleTimeoutS: IDLE_S });
+  for (let i = 0; i < n; i++) shard.add(driverId(i), cabNumber(i), fleet.hi[i]!, i + 1, T0 * 1000);
+  const slab = new Uint8Array(n * 64);
+  const ends = new Uint32Array(n);
+  const encodeRound = (): void => {
+    let at = 0;
+    for (let i = 0; i < n; i++) {
+      fleet.step(i);
+      at += fleet.encode(i, slab, at);
+      ends[i] = at;
+    }
+  };
+  const fix = new Fix();
+  let accepted = 0;
+  // The worker's per-datagram path (src/cluster/worker.ts onDatagram), minus the socket.
+  const pipelineRound = (nowS: number): number => {
+    const t = process.hrtime.bigint();
+    let start = 0;
+    for (let i = 0; i < n; i++) {
+      const end = ends[i]!;
+      const b = slab.subarray(start, end);
+      start = end;
+      if (b.length > MAX_DATAGRAM_BYTES || decodeTrack(b, b.length, fix) !== Reason.ok) continue;
+      if (checkFix(fix, nowS, IDLE_S) !== Reason.ok) continue;
+      const d = shard.bySession(fix.sessionHi, fix.sessionLo);
+      if (d !== undefined && shard.ingest(d, fix, nowS * 1000) === Reason.ok) accepted++;
+    }
+    return Number(process.hrtime.bigint() - t) / n;
+  };
+  let sink = 0;
+  const decodeRound = (): number => {
+    const t = process.hrtime.bigint();
+    let start = 0;
+    for (let i = 0; i < n; i++) {
+      const end = ends[i]!;
+      const b = slab.subarray(start, end);
+      start = end;
+      sink += decodeTrack(b, b.length, fix) + fix.lat;
+    }
+    return Number(process.hrtime.bigint() - t) / n;
+  };
+
+  // The long run is cheap for the small fleets: every replica of 10k, the first of 100k.
+  const rounds = n <= LONG_UP_TO && (replica === 0 || n <= 10_000) ? LONG_ROUNDS : ROUNDS;
+  const curve: Row['curve'] = [];
+  const decode: number[] = [];
+  for (let r = 1; r <= rounds; r++) {
+    encodeRound();
+    decode.push(decodeRound());
+    const before = shard.treeUpdates;
+    const ns = pipelineRound(fleet.time[0]!);
+    curve.push({
+      round: r,
+      ns: Math.round(ns),
+      treeShare: Number(((shard.treeUpdates - before) / n).toFixed(3)),
+    });
+    if (r === 1) shard.retunePadding();
+    if (process.env['BENCH_DEBUG']) say(`${n} round ${r}: ${JSON.stringify(curve.at(-1))}`);
+  }
+  if (accepted !== rounds * n) throw new Error(`only ${accepted} of ${rounds * n} fixes accepted`);
+  const at = (from: number, to: number): { ns: number; share: number } => {
+    const part = curve.slice(from - 1, to);
+    return { ns: median(part.map((c) => c.ns)), share: median(part.map((c) => c.treeShare)) };
+  };
+  const main = at(ROUNDS - 2, ROUNDS);
+  const long = rounds > ROUNDS ? at(rounds - 2, rounds) : null;
+
+  const longRow =
+    long === null ? null : { rounds, pipelineNsPerDatagram: long.ns, treeUpdateShare: long.share };
+  if (replica > 0) {
+    return {
+      ...emptyRow,
+      drivers: n,
+      pipelineNsPerDatagram: main.ns,
+      decodeNsPerDatagram: Math.round(median(decode.slice(ROUNDS - 3, ROUNDS))),
+      treeUpdateShare: main.share,
+      long: longRow,
+      curve,
+    };
+  }
+  const rnd = new Prng(SEED ^ n);
+  const points = queriesFor(n);
+  const qs = new Float64Array(points * 2);
+  for (let q = 0; q < points; q++) {
+    const [lat, lon] = fleet.city.point(rnd);
+    qs[2 * q] = lat;
+    qs[2 * q + 1] = lon;
+  }
+  const queries = RADII.map((radiusM) => {
+    let found = 0;
+    const pass = (): number => {
+      const t = process.hrtime.bigint();
+      found = 0;
+      for (let q = 0; q < points; q++) found += shard.nearest(qs[2 * q]!, qs[2 * q + 1]!, 10, radiusM).length;
+      return Number(process.hrtime.bigint() - t) / 1000 / points;
+    };
+    pass();
+    const us = median([pass(), pass(), pass()]);
+    return { radiusM, usPerQuery: Number(us.toFixed(2)), meanFound: Number((found / points).toFixed(2)) };
+  });
+  if (sink === 0.5) say('');
+  return {
+    drivers: n,
+    replicas: 1,
+    decodeNsPerDatagram: Math.round(median(decode.slice(ROUNDS - 3, ROUNDS))),
+    pipelineNsPerDatagram: main.ns,
+    treeUpdateShare: main.share,
+    long: longRow,
+    paddingM: Math.round(shard.paddingM),
+    curve,
+    queries,
+  };
+}
+
+const emptyRow: Row = {
+  drivers: 0,
+  replicas: 1,
+  decodeNsPerDatagram: 0,
+  pipelineNsPerDatagram: 0,
+  treeUpdateShare: 0,
+  long: null,
+  paddingM: 0,
+  curve: [],
+  queries: [],
+};
+
+const rows: Row[] = [];
+for (const n of SIZES) {
+  const replicas = Array.from({ length: replicasFor(n) }, (_, r) => measure(n, r));
+  const row: Row = {
+    ...replicas[0]!,
+    replicas: replicas.length,
+    pipelineNsPerDatagram: median(replicas.map((r) => r.pipelineNsPerDatagram)),
+    decodeNsPerDatagram: median(replicas.map((r) => r.decodeNsPerDatagram)),
+    treeUpdateShare: median(replicas.map((r) => r.treeUpdateShare)),
+  };
+  const longs = replicas.flatMap((r) => (r.long === null ? [] : [r.long]));
+  if (longs.length > 0) {
+    row.long = {
+      rounds: longs[0]!.rounds,
+      pipelineNsPerDatagram: median(longs.map((l) => l.pipelineNsPerDatagram)),
+      treeUpdateShare: median(longs.map((l) => l.treeUpdateShare)),
+    };
+  }
+  const { curve: _, ...brief } = row;
+  say(JSON.stringify(brief));
+  rows.push(row);
+}
+
+/** The daemon-level figures of bench/ingest.ts, when they come from this run. */
+function daemonLevel(): Record<string, unknown> {
+  const file = new URL('./results/ingest.json', import.meta.url);
+  if (!existsSync(file)) return { available: false, why: 'no bench/results/ingest.json' };
+  const r = JSON.parse(readFileSync(file, 'utf8')) as {
+    run: string;
+    fixedRate: number;
+    oneWorker: Array<{ drivers: number; fixedRate: { cpuUsPerDatagram: number; zeroLoss: boolean } }>;
+    bare: { fixedRate: { cpuUsPerDatagram: number } };
+  };
+  if (r.run !== RUN_ID) return { available: false, why: 'bench/results/ingest.json is from another run' };
+  const points = r.oneWorker.map((w) => ({
+    drivers: w.drivers,
+    cpuUsPerDatagram: w.fixedRate.cpuUsPerDatagram,
+    zeroLoss: w.fixedRate.zeroLoss,
+  }));
+  // The 1M row runs on its own (ingest.ts --1m: registering 1M sessions does not fit npm run bench's
+  // 10 minutes); taken from whichever run made it, with that run's bare receiver for scale.
+  const m1File = new URL('./results/ingest-1m.json', import.meta.url);
+  let oneMillion: Record<string, unknown> | null = null;
+  if (existsSync(m1File)) {
+    const m = JSON.parse(readFileSync(m1File, 'utf8')) as typeof r & { machine: { date: string } };
+    const w = m.oneWorker[0];
+    if (w !== undefined) {
+      oneMillion = {
+        run: m.run,
+        date: m.machine.date,
+        drivers: w.drivers,
+        cpuUsPerDatagram: w.fixedRate.cpuUsPerDatagram,
+        zeroLoss: w.fixedRate.zeroLoss,
+        bareCpuUsPerDatagram: m.bare.fixedRate.cpuUsPerDatagram,
+      };
+    }
+  }
+  const first = points[0]!;
+  const last = points.at(-1)!;
+  return {
+    available: true,
+    oneMillion,
+    rate: r.fixedRate,
+    bareCpuUsPerDatagram: r.bare.fixedRate.cpuUsPerDatagram,
+    points,
+    ratioLargestToSmallest: Number((last.cpuUsPerDatagram / first.cpuUsPerDatagram).toFixed(2)),
+    largest: last.drivers,
+  };
+}
+
+const first = rows[0]!;
+const last = rows.at(-1)!;
+writeResult('cost-growth', 'CPU per datagram and nearest-10 latency from 10k to 1M drivers', {
+  seed: SEED,
+  rounds: ROUNDS,
+  comparedRounds: [ROUNDS - 2, ROUNDS],
+  inProcess: rows,
+  ratios: {
+    from: first.drivers,
+    to: last.drivers,
+    pipeline: Number((last.pipelineNsPerDatagram / first.pipelineNsPerDatagram).toFixed(2)),
+    decode: Number((last.decodeNsPerDatagram / first.decodeNsPerDatagram).toFixed(2)),
+    queries: last.queries.map((q, i) => ({
+      radiusM: q.radiusM,
+      ratio: Number((q.usPerQuery / first.queries[i]!.usPerQuery).toFixed(2)),
+    })),
+  },
+  daemonLevel: daemonLevel(),
+});
