@@ -49,16 +49,17 @@ export function writeResult(name: string, question: string, figures: Record<stri
   };
   const file = new URL(`${name}.json`, dir);
   writeFileSync(file, `${JSON.stringify(doc, null, 2)}\n`);
-  formatJson([fileURLToPath(file)]);
+  formatFiles([fileURLToPath(file)]);
 }
 
 const BIOME = fileURLToPath(new URL('../../node_modules/.bin/biome', import.meta.url));
 
 /**
- * Results live under bench/, which the linter checks (`biome check .` in `npm test`): written by
- * JSON.stringify they would fail its formatting rule, so they are formatted as biome would.
+ * Results and the README live under bench/, which the linter checks (`biome check .` in `npm test`,
+ * JSON and Markdown included): as written they would fail its formatting rule, so they are formatted
+ * as biome would.
  */
-export function formatJson(files: string[]): void {
+export function formatFiles(files: string[]): void {
   if (!existsSync(BIOME) || files.length === 0) return;
   try {
     execFileSync(BIOME, ['format', '--write', ...files], { stdio: 'ignore' });

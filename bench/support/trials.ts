@@ -146,6 +146,9 @@ export async function trial(
   };
 }
 
+/** Other jobs' load, in cores, from which a trial's loss is put down to them rather than the receiver. */
+export const BUSY_CORES = 0.5;
+
 export interface Search {
   /** Highest offered rate with zero loss (0 if none). */
   zeroLossRate: number;
@@ -157,6 +160,8 @@ export interface Search {
   best: Trial | null;
   /** A rate that passed above one that lost (noise from other jobs), or null. */
   passedAboveALoss: number | null;
+  /** Rates that lost while other jobs used half a core or more: not counted against the receiver. */
+  lossesUnderLoad: number[];
   trials: Trial[];
 }
 
@@ -202,7 +207,7 @@ export async function searchCeiling(target: Target, sender: Sender, o: SearchOpt
     const t = await trial(target, sender, rate, count, rate > 0 ? o.seconds * 1.5 : o.seconds);
     trials.push(t);
     o.log(t);
-    const suspect = t.otherCores >= 0.5 || (ok !== null && t.offered <= ok.offered);
+    const suspect = t.otherCores >= BUSY_CORES || (ok !== null && t.offered <= ok.offered);
     // Flat out, a sender starved by other jobs offers less than it can: a pass then says little.
     const starved = rate === 0 && t.zeroLoss && t.offered < 0.8 * (o.flatOut ?? 0);
     if (((!t.zeroLoss && suspect) || starved) && retries > 0 && !again) {
@@ -234,18 +239,27 @@ export async function searchCeiling(target: Target, sender: Sender, o: SearchOpt
       rate = Math.round((lo + lossy) / 2);
     }
   }
-  // Conservative: the best pass below every loss. A pass above a loss (the machine was quieter then)
-  // is kept in the trials, and said as such, but is not the answer.
-  const passes = [...(o.prior ?? []), ...trials].filter(
-    (t) => t.zeroLoss && (lossy === null || t.offered < lossy),
+  // The answer is the best pass below the lowest loss, counting only losses of trials during which other
+  // jobs used under half a core: a loss while another job held the machine says nothing about the
+  // receiver (such trials are in `trials`, with their load). With no such loss, every loss counts.
+  const all = [...(o.prior ?? []), ...trials];
+  const losses = all.filter((t) => !t.zeroLoss);
+  const clean = losses.filter((t) => t.otherCores < BUSY_CORES);
+  const bound = (clean.length > 0 ? clean : losses).reduce<number | null>(
+    (a, t) => (a === null || t.offered < a ? t.offered : a),
+    null,
   );
+  const passes = all.filter((t) => t.zeroLoss && (bound === null || t.offered < bound));
   const best = passes.reduce<Trial | null>((a, t) => (a === null || t.offered > a.offered ? t : a), null);
   return {
     zeroLossRate: best?.offered ?? 0,
-    lossyRate: lossy,
+    lossyRate: bound,
     senderLimited,
     best,
-    passedAboveALoss: ok !== null && lossy !== null && ok.offered > lossy ? ok.offered : null,
+    passedAboveALoss: ok !== null && bound !== null && ok.offered > bound ? ok.offered : null,
+    lossesUnderLoad: losses
+      .filter((t) => t.otherCores >= BUSY_CORES && clean.length > 0)
+      .map((t) => t.offered),
     trials,
   };
 }
