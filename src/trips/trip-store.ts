@@ -431,7 +431,8 @@ function endKey(r: TripRecord): string {
   return `${r.orderId}:${r.startTime}`;
 }
 
-function hashFields(r: TripRecord): string[] {
+/** The fields the trip hash and the stream entry share, in the stream's documented order. */
+function recordFields(r: TripRecord): string[] {
   return [
     'orderId',
     r.orderId,
@@ -449,34 +450,15 @@ function hashFields(r: TripRecord): string[] {
     String(r.lastTime),
     'points',
     String(r.points),
-    'active',
-    r.active ? '1' : '0',
-    'endReason',
-    r.endReason ?? '',
   ];
 }
 
+function hashFields(r: TripRecord): string[] {
+  return [...recordFields(r), 'active', r.active ? '1' : '0', 'endReason', r.endReason ?? ''];
+}
+
 function streamFields(r: TripRecord): string[] {
-  return [
-    'orderId',
-    r.orderId,
-    'driverId',
-    r.driverId,
-    'cab',
-    r.cab,
-    'cost',
-    String(r.cost),
-    'distanceM',
-    String(r.distanceM),
-    'startTime',
-    String(r.startTime),
-    'lastTime',
-    String(r.lastTime),
-    'points',
-    String(r.points),
-    'endReason',
-    r.endReason ?? '',
-  ];
+  return [...recordFields(r), 'endReason', r.endReason ?? ''];
 }
 
 /** A trip hash back as a record; undefined for a missing or malformed hash. */
