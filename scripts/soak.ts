@@ -10,13 +10,23 @@
  *
  * Options: --minutes N (30), --drivers N (20000), --rate N (datagrams/s; default half the capacity
  * measured at start), --churn F (fraction of the fleet replaced per minute, 0.2), --moves F (fraction
- * moving to another source port per minute, 0.3), --idle S (idle timeout, 20).
+ * moving to another source port per minute, 0.3), --idle S (idle timeout, 20), --snapshots N (heap
+ * snapshots of every process, 0).
+ *
+ * heapUsed is a GC sawtooth, so its slope over half an hour says little: the heap to watch is the live
+ * heap, `cabtrack_nodejs_heap_live_bytes` (in use just after the last full GC). To find what grows, take
+ * heap snapshots: the first once the fleet has turned over and the finished-trips LRU is full (a third of
+ * the way in), the last after the final sample; their diff by constructor names it. A snapshot blocks its
+ * process for seconds (the kernel's drops are counted) and leaves its RSS hundreds of MB higher, so the
+ * RSS slope of a run with snapshots is not a measurement.
  *
  * Traffic: each live driver sends one fresh fix a second (its phase spread over the second); the rest
  * of the rate is re-sends of drivers' latest fixes (stale duplicates, what apps that retry produce).
  */
 import type dgram from 'node:dgram';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent, setGlobalDispatcher } from 'undici';
@@ -34,6 +44,7 @@ import {
 } from '../test/support/hostile-net.ts';
 import { startSender } from '../test/support/hostile-sender.ts';
 import { Prng } from '../test/support/prng.ts';
+import { growth, type HeapSummary, snapshotOf, summarise } from './heap-summary.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -43,6 +54,7 @@ const { values: args } = parseArgs({
     churn: { type: 'string', default: '0.2' },
     moves: { type: 'string', default: '0.3' },
     idle: { type: 'string', default: '20' },
+    snapshots: { type: 'string', default: '0' },
   },
 });
 const MINUTES = Number(args.minutes);
@@ -50,7 +62,8 @@ const DRIVERS = Number(args.drivers);
 const CHURN_PER_MIN = Number(args.churn);
 const MOVES_PER_MIN = Number(args.moves);
 const IDLE_S = Number(args.idle);
-for (const [k, v] of Object.entries({ MINUTES, DRIVERS, CHURN_PER_MIN, MOVES_PER_MIN, IDLE_S })) {
+const SNAPSHOTS = Number(args.snapshots);
+for (const [k, v] of Object.entries({ MINUTES, DRIVERS, CHURN_PER_MIN, MOVES_PER_MIN, IDLE_S, SNAPSHOTS })) {
   if (!Number.isFinite(v) || v < 0) throw new Error(`soak: bad ${k}`);
 }
 const SAMPLE_MS = 10_000;
@@ -232,8 +245,11 @@ function freshFix(slot: number, nowS: number): Buffer {
 interface Sample {
   atS: number;
   rssProcBytes: number;
+  rssPrimaryBytes: number;
+  rssWorkersBytes: number;
   rssMetricBytes: number;
   heapUsedBytes: number;
+  heapLiveBytes: number;
   heapTotalBytes: number;
   externalBytes: number;
   handles: number;
@@ -277,9 +293,42 @@ function slope(xs: number[], ys: number[]): number {
   return den === 0 ? 0 : num / den;
 }
 
+/**
+ * Live heap per process at each snapshot round, the slope between the first and last rounds, and what
+ * grew most between them, by constructor. A process seen in only one round (a restarted worker) is skipped.
+ */
+async function summariseRounds(
+  rounds: Array<{ atS: number; files: Promise<Array<{ role: string; pid: number; file: string }>> }>,
+): Promise<unknown> {
+  const done = await Promise.all(rounds.map(async (r) => ({ atS: r.atS, files: await r.files })));
+  const byPid = new Map<number, { role: string; points: Array<{ atS: number; summary: HeapSummary }> }>();
+  for (const r of done) {
+    for (const f of r.files) {
+      const e = byPid.get(f.pid) ?? { role: f.role, points: [] };
+      e.points.push({ atS: r.atS, summary: summarise(f.file) });
+      byPid.set(f.pid, e);
+      rmSync(f.file, { force: true });
+    }
+  }
+  return [...byPid.values()].map(({ role, points }) => {
+    const first = points[0]!;
+    const last = points[points.length - 1]!;
+    const minutes = (last.atS - first.atS) / 60;
+    return {
+      role,
+      liveHeapBytes: points.map((p) => ({ atS: p.atS, bytes: p.summary.totalBytes, nodes: p.summary.nodes })),
+      liveHeapSlopeBytesPerMinute:
+        minutes > 0 ? Math.round((last.summary.totalBytes - first.summary.totalBytes) / minutes) : null,
+      grewMost: points.length > 1 ? growth(first.summary, last.summary, 12) : [],
+    };
+  });
+}
+
 async function main(): Promise<void> {
   const startedAt = new Date();
+  const snapshotDir = mkdtempSync(join(tmpdir(), 'cabtrack-soak-'));
   const daemon = await startDaemon({
+    NODE_OPTIONS: `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${snapshotDir}`,
     CABTRACK_WORKERS: '2',
     CABTRACK_IDLE_TIMEOUT_S: String(IDLE_S),
     CABTRACK_FINISHED_TRIPS: String(FINISHED_TRIPS),
@@ -357,7 +406,29 @@ async function main(): Promise<void> {
     let nextChurn = t0 + 1000;
     let nextRotation = t0 + 30_000;
     const pendingCleanup: Array<{ at: number; lo: number }> = [];
+    // Snapshot rounds: from a third of the way in (the fleet turned over, the LRU full) to the end, the last
+    // one after the final sample, so that it cannot disturb the samples. The files are only read after the
+    // run: parsing them would stall the sender.
+    const runMs = MINUTES * 60_000;
+    const snapshotTimes = Array.from({ length: SNAPSHOTS }, (_, i) =>
+      SNAPSHOTS === 1 ? endAt : t0 + runMs / 3 + ((runMs * 2) / 3) * (i / (SNAPSHOTS - 1)),
+    );
+    const rounds: Array<{ atS: number; files: Promise<Array<{ role: string; pid: number; file: string }>> }> =
+      [];
     const api: Promise<unknown>[] = [];
+
+    const snapshotRound = (now: number): (typeof rounds)[number] => {
+      const { primary, workers } = daemonPids(daemon);
+      const procs = [
+        { role: 'primary', pid: primary },
+        ...workers.map((pid, i) => ({ role: `worker ${i + 1}`, pid })),
+      ];
+      console.log(`soak: heap snapshots of ${procs.map((p) => p.pid).join(', ')}`);
+      return {
+        atS: Math.round((now - t0) / 1000),
+        files: Promise.all(procs.map(async (p) => ({ ...p, file: await snapshotOf(p.pid, snapshotDir) }))),
+      };
+    };
 
     const sample = async (): Promise<void> => {
       const s = await scrape(daemon);
@@ -365,8 +436,11 @@ async function main(): Promise<void> {
       const x: Sample = {
         atS: Math.round((performance.now() - t0) / 100) / 10,
         rssProcBytes: [primary, ...workers].map(rssBytes).reduce((a, b) => a + b, 0),
+        rssPrimaryBytes: rssBytes(primary),
+        rssWorkersBytes: workers.map(rssBytes).reduce((a, b) => a + b, 0),
         rssMetricBytes: s.get('cabtrack_process_resident_memory_bytes'),
         heapUsedBytes: s.get('cabtrack_nodejs_heap_size_used_bytes'),
+        heapLiveBytes: s.get('cabtrack_nodejs_heap_live_bytes'),
         heapTotalBytes: s.get('cabtrack_nodejs_heap_size_total_bytes'),
         externalBytes: s.get('cabtrack_nodejs_external_memory_bytes'),
         handles: s.get('cabtrack_nodejs_active_handles_total'),
@@ -384,7 +458,7 @@ async function main(): Promise<void> {
       samples.push(x);
       const mb = (b: number): string => `${(b / 1048576).toFixed(1)} MB`;
       console.log(
-        `soak ${x.atS.toFixed(0).padStart(5)} s: rss ${mb(x.rssProcBytes)} heap ${mb(x.heapUsedBytes)} handles ${x.handles} ` +
+        `soak ${x.atS.toFixed(0).padStart(5)} s: rss ${mb(x.rssProcBytes)} heap ${mb(x.heapUsedBytes)} live ${mb(x.heapLiveBytes)} handles ${x.handles} ` +
           `(${Object.entries(x.handlesByType)
             .map(([k, v]) => `${k} ${v}`)
             .join(
@@ -491,10 +565,15 @@ async function main(): Promise<void> {
         nextSample += SAMPLE_MS;
         await sample();
       }
+      if (snapshotTimes.length > 0 && now >= snapshotTimes[0]! && now < endAt) {
+        snapshotTimes.shift();
+        rounds.push(snapshotRound(now));
+      }
       await sleep(5);
     }
     await Promise.all(api);
     await sample();
+    if (snapshotTimes.length > 0) rounds.push(snapshotRound(performance.now()));
 
     // Drain and reconcile: the kernel queues empty, nothing waiting in the workers.
     let last: Samples = await scrape(daemon);
@@ -517,6 +596,8 @@ async function main(): Promise<void> {
       return { first: v[0]!, last: v[v.length - 1]!, min: Math.min(...v), max: Math.max(...v) };
     };
     const durationS = (performance.now() - t0) / 1000;
+    const heapSnapshots = await summariseRounds(rounds);
+    rmSync(snapshotDir, { recursive: true, force: true });
     const result = {
       node: process.version,
       date: startedAt.toISOString(),
@@ -539,7 +620,10 @@ async function main(): Promise<void> {
       churn,
       slopesBytesPerMinute: {
         rssProc: fit((x) => x.rssProcBytes),
+        rssPrimary: fit((x) => x.rssPrimaryBytes),
+        rssWorkers: fit((x) => x.rssWorkersBytes),
         rssMetric: fit((x) => x.rssMetricBytes),
+        heapLive: fit((x) => x.heapLiveBytes),
         heapUsed: fit((x) => x.heapUsedBytes),
         external: fit((x) => x.externalBytes),
       },
@@ -550,6 +634,7 @@ async function main(): Promise<void> {
       },
       ranges: {
         rssProcBytes: range((x) => x.rssProcBytes),
+        heapLiveBytes: range((x) => x.heapLiveBytes),
         heapUsedBytes: range((x) => x.heapUsedBytes),
         handles: range((x) => x.handles),
         timers: range((x) => x.timers),
@@ -572,6 +657,7 @@ async function main(): Promise<void> {
         rcvbufErrorsHost: drops,
         lossExplainedByKernelDrops: sent - received <= drops,
       },
+      heapSnapshots,
       daemon: {
         workerRestarts: last.get('cabtrack_worker_restarts_total'),
         driversExpired: last.get('cabtrack_drivers_expired_total'),

@@ -1,6 +1,7 @@
 import { AggregatorRegistry, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { IngestCounters } from './ingest/counters.ts';
 import { reasonNames } from './ingest/reasons.ts';
+import { LiveHeap } from './live-heap.ts';
 import { OSRM_OUTCOMES } from './osrm/client.ts';
 import type { PathCounters } from './paths/path-matcher.ts';
 
@@ -23,9 +24,23 @@ export interface WorkerMetrics {
   osrmRequest(outcome: string, seconds: number): void;
 }
 
+/** prom-client's process and Node.js metrics, plus the live heap (summed over the processes when merged). */
+function processMetrics(register: Registry): void {
+  collectDefaultMetrics({ register, prefix: 'cabtrack_' });
+  const heap = new LiveHeap();
+  new Gauge({
+    name: 'cabtrack_nodejs_heap_live_bytes',
+    help: 'V8 heap in use just after the last full GC: live data without garbage. A steady climb is a leak.',
+    registers: [register],
+    collect() {
+      this.set(heap.bytes);
+    },
+  });
+}
+
 export function workerRegistry(c: IngestCounters, g: WorkerGauges, paths: PathCounters): WorkerMetrics {
   const register = new Registry();
-  collectDefaultMetrics({ register, prefix: 'cabtrack_' });
+  processMetrics(register);
   const opts = { registers: [register] };
   new Counter({
     name: 'cabtrack_datagrams_received_total',
@@ -228,7 +243,7 @@ export interface PrimaryMetrics {
 
 export function primaryMetrics(sessions: () => number, workersUp: () => number): PrimaryMetrics {
   const register = new Registry();
-  collectDefaultMetrics({ register, prefix: 'cabtrack_' });
+  processMetrics(register);
   const opts = { registers: [register] };
   new Gauge({
     name: 'cabtrack_sessions',

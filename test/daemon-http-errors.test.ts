@@ -168,3 +168,11 @@ t.test('the daemon is unaffected: healthy, and a valid request still works', asy
   t.same(ok.body, { drivers: [] });
   t.equal(await daemon.metric('cabtrack_worker_restarts_total'), 0);
 });
+
+t.test('/metrics reports the live heap of every process, summed', async (t) => {
+  const live = await daemon.metric('cabtrack_nodejs_heap_live_bytes');
+  const used = await daemon.metric('cabtrack_nodejs_heap_size_used_bytes');
+  // Three processes (the primary and two workers), each with at least a few megabytes live.
+  t.ok(live > 3 * 2 * 1048576, `live heap ${live} B`);
+  t.ok(live < 4 * used, 'of the order of the heap in use');
+});
