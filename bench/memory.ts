@@ -8,7 +8,7 @@
  *   measured: RSS from /proc/<pid>/status summed over the processes, heap used from V8 (summed), and
  *   the typed arrays (the rings' slabs) from the daemon's external-memory metric.
  * - Baseline: the same daemon, idle, before any session exists.
- * - A driver costs its session (the primary's registry and a copy in each worker's), its directory entry,
+ * - A driver costs its session (the primary's registry: the only copy), its directory entry,
  *   its Driver object, R-tree entry, ring slot and trip. Sessions are registered with PUT /v1/sessions,
  *   every driver sends fixes until its ring holds 20 points (checked by reading the points of sampled
  *   drivers through GET /v1/drivers/{id}).

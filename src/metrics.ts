@@ -176,12 +176,28 @@ export function workerRegistry(c: IngestCounters, g: WorkerGauges, paths: PathCo
 /** What a process using Redis reports about it (null fields: this process does not do that part). */
 export interface RedisSource {
   up(): boolean;
-  lookups: Readonly<object> | null;
   tripWrites: Readonly<object> | null;
   tripBuffer: (() => number) | null;
 }
 
-/** Redis metrics, in the workers (lookups, trip writes) and the primary (up). */
+/**
+ * Session lookups for fixes of drivers a worker does not hold, by outcome: from Redis (redis_hit) or,
+ * without Redis, from the primary (primary_hit).
+ */
+export function addSessionLookupMetrics(register: Registry, lookups: Readonly<Record<string, number>>): void {
+  new Counter({
+    name: 'cabtrack_session_lookups_total',
+    help: 'Session lookups for fixes of drivers a worker does not hold, by outcome.',
+    labelNames: ['outcome'],
+    registers: [register],
+    collect() {
+      this.reset();
+      for (const [outcome, n] of Object.entries(lookups)) this.inc({ outcome }, n);
+    },
+  });
+}
+
+/** Redis metrics, in the workers (trip writes) and the primary (up). */
 export function addRedisMetrics(register: Registry, r: RedisSource): void {
   const opts = { registers: [register] };
   new Gauge({
@@ -193,20 +209,6 @@ export function addRedisMetrics(register: Registry, r: RedisSource): void {
       this.set(r.up() ? 1 : 0);
     },
   });
-  if (r.lookups !== null) {
-    const lookups = r.lookups;
-    new Counter({
-      name: 'cabtrack_session_lookups_total',
-      help: 'Session lookups for fixes of drivers a worker does not hold, by outcome.',
-      labelNames: ['outcome'],
-      ...opts,
-      collect() {
-        this.reset();
-        for (const [outcome, n] of Object.entries(lookups) as Array<[string, number]>)
-          this.inc({ outcome }, n);
-      },
-    });
-  }
   if (r.tripWrites !== null) {
     const writes = r.tripWrites;
     new Counter({

@@ -25,7 +25,8 @@ export type QueryOp =
   | { op: 'stats' };
 
 export type ToWorker =
-  | { t: 'sessions'; entries: Array<[number, number, string, string]> }
+  /** The answer to a worker's `lookup`: per session, [driverId, cab], or null for an unknown one. */
+  | { t: 'found'; id: number; found: Array<[string, string] | null> }
   | { t: 'session'; req: number; hi: number; lo: number; driverId: string; cab: string }
   | { t: 'revoke'; req: number; hi: number; lo: number }
   | { t: 'remove-driver'; req: number; id: string }
@@ -38,6 +39,8 @@ export type ToWorker =
 export type FromWorker =
   | { t: 'hello' }
   | { t: 'ready'; udpPort: number; recvBufferBytes: number }
+  /** Sessions the worker has no driver for (no Redis: the primary holds the sessions), uint32 halves. */
+  | { t: 'lookup'; id: number; his: number[]; los: number[] }
   | { t: 'claim'; id: string }
   | { t: 'dropped'; ids: string[] }
   | { t: 'released'; req: number; id: string; state: DriverState | null }

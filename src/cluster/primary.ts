@@ -1,7 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
-import { sessionToHex } from '../codec/session.ts';
 import type { Config } from '../config.ts';
 import { type Backend, createApi, type Tokens } from '../http/api.ts';
 import { HttpError } from '../http/errors.ts';
@@ -9,31 +8,24 @@ import { log } from '../log.ts';
 import { addRedisMetrics, clusterMetricsText, metricsContentType, primaryMetrics } from '../metrics.ts';
 import { connectRedis } from '../redis/connect.ts';
 import { RedisRegistry } from '../sessions/redis-registry.ts';
+import type { SessionInfo } from '../sessions/registry.ts';
 import type { DriverState, TripRecord } from '../store/driver.ts';
+import { U64Map } from '../store/u64-map.ts';
 import { TripStore } from '../trips/trip-store.ts';
 import { Directory } from './directory.ts';
 import type { DriverView, FromWorker, QueryOp, ToWorker } from './messages.ts';
 
 interface Member {
   worker: Worker;
-  /** It has the session snapshot, so it must be told of every session change from now on. */
+  /** It is listening, so it must be told of every session change from now on. */
   synced: boolean;
   /** Its UDP socket is bound: it takes part in queries. */
   ready: boolean;
 }
 
-interface RegisteredSession {
-  hi: number;
-  lo: number;
-  driverId: string;
-  cab: string;
-}
-
 /** A worker that dies sooner than this after starting is restarted with a growing delay. */
 const CRASH_LOOP_MS = 5000;
 const MAX_RESTART_DELAY_MS = 10_000;
-/** Sessions sent to a new worker per IPC message. */
-const SNAPSHOT_CHUNK = 10_000;
 
 /**
  * Resolves the API tokens. With no operator token configured the daemon must not be open for writes,
@@ -62,7 +54,8 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
   cluster.setupPrimary({ serialization: 'advanced' });
   const members = new Map<number, Member>();
   const directory = new Directory();
-  const sessions = new Map<string, RegisteredSession>();
+  /** Without Redis, the sessions (the only copy: workers ask for them, src/sessions/primary-registry.ts). */
+  const sessions = new U64Map<SessionInfo>();
   const waiting = new Map<number, { resolve: (v: unknown) => void; timer: NodeJS.Timeout; worker: number }>();
   let nextReq = 1;
   let stopping = false;
@@ -81,7 +74,6 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
   if (redis !== null) {
     addRedisMetrics(metrics.register, {
       up: () => redis.status === 'ready',
-      lookups: null,
       tripWrites: null,
       tripBuffer: null,
     });
@@ -182,17 +174,19 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
   const onMessage = (w: Worker, m: FromWorker): void => {
     switch (m.t) {
       case 'hello': {
-        // The worker is listening for messages now: send it every session, in chunks. Changes made
-        // after this point reach it through tellSynced(), in order on the same channel.
+        // The worker is listening for messages now: session changes made from here on reach it through
+        // tellSynced(), in order on the same channel as the answers to its lookups.
         const member = members.get(w.id);
-        if (member === undefined) return;
-        const entries: Array<[number, number, string, string]> = [];
-        for (const s of sessions.values()) {
-          entries.push([s.hi, s.lo, s.driverId, s.cab]);
-          if (entries.length === SNAPSHOT_CHUNK) send(w, { t: 'sessions', entries: entries.splice(0) });
-        }
-        if (entries.length > 0) send(w, { t: 'sessions', entries });
-        member.synced = true;
+        if (member !== undefined) member.synced = true;
+        break;
+      }
+      case 'lookup': {
+        // Without Redis the sessions live only here; a worker asks for those it has no driver for.
+        const found = m.his.map((hi, i): [string, string] | null => {
+          const s = sessions.get(hi, m.los[i]!);
+          return s === undefined ? null : [s.driverId, s.cab];
+        });
+        send(w, { t: 'found', id: m.id, found });
         break;
       }
       case 'ready': {
@@ -319,22 +313,20 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
       return found[0] ?? (tripStore === null ? null : ((await redisDown(tripStore.get(orderId))) ?? null));
     },
     async putSession(hi, lo, driverId, cab) {
-      const key = sessionToHex(hi, lo);
       let created: boolean;
       if (redisSessions !== null) {
         created = await redisDown(redisSessions.put(hi, lo, { driverId, cab }));
       } else {
-        created = !sessions.has(key);
-        sessions.set(key, { hi, lo, driverId, cab });
+        created = !sessions.has(hi, lo);
+        sessions.set(hi, lo, { driverId, cab });
       }
       // The workers learn it now rather than at the driver's first fix (and past any negative cache).
       await tellSynced((req) => ({ t: 'session', req, hi, lo, driverId, cab }));
       return created;
     },
     async deleteSession(hi, lo) {
-      const key = sessionToHex(hi, lo);
       const known =
-        redisSessions !== null ? await redisDown(redisSessions.revoke(hi, lo)) : sessions.delete(key);
+        redisSessions !== null ? await redisDown(redisSessions.revoke(hi, lo)) : sessions.delete(hi, lo);
       // The workers also hear of it on the channel; asking them directly makes the delete take effect
       // before the API answers.
       const removed = await tellSynced((req) => ({ t: 'revoke', req, hi, lo }));
@@ -345,7 +337,9 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
     },
     async deleteCab(cab) {
       const ids = new Set<string>();
-      for (const s of sessions.values()) if (s.cab === cab) ids.add(s.driverId);
+      sessions.forEach((s) => {
+        if (s.cab === cab) ids.add(s.driverId);
+      });
       const live = (await query({ op: 'cab', cab })) as Array<{ id: string }>;
       for (const d of live) ids.add(d.id);
       if (ids.size === 0) return false;
@@ -377,15 +371,14 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
    * Removing a driver also revokes its sessions: otherwise its next fix, a second later, would bring it
    * straight back, and an operator who removes a driver means it.
    */
-  const removeDrivers = async (match: (s: RegisteredSession) => boolean, ids: string[]): Promise<boolean> => {
-    let found = false;
+  const removeDrivers = async (match: (s: SessionInfo) => boolean, ids: string[]): Promise<boolean> => {
     const revoked: Array<{ hi: number; lo: number }> = [];
-    for (const [key, s] of sessions) {
-      if (!match(s)) continue;
-      sessions.delete(key);
-      revoked.push(s);
-      found = true;
-    }
+    // Collected first: deleting from an open-addressing map while walking it would skip entries.
+    sessions.forEach((s, hi, lo) => {
+      if (match(s)) revoked.push({ hi, lo });
+    });
+    for (const s of revoked) sessions.delete(s.hi, s.lo);
+    let found = revoked.length > 0;
     const removals = (
       await Promise.all(ids.map((id) => tellSynced((req) => ({ t: 'remove-driver', req, id }))))
     )

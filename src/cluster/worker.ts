@@ -7,18 +7,13 @@ import { IngestCounters } from '../ingest/counters.ts';
 import { checkFix } from '../ingest/filter.ts';
 import { MAX_DATAGRAM_BYTES, Reason } from '../ingest/reasons.ts';
 import { log } from '../log.ts';
-import { addRedisMetrics, workerRegistry } from '../metrics.ts';
+import { addRedisMetrics, addSessionLookupMetrics, workerRegistry } from '../metrics.ts';
 import { OsrmClient } from '../osrm/client.ts';
 import { PathMatcher } from '../paths/path-matcher.ts';
 import { connectRedis } from '../redis/connect.ts';
+import { PrimaryRegistry } from '../sessions/primary-registry.ts';
 import { RedisRegistry } from '../sessions/redis-registry.ts';
-import {
-  FAILED,
-  MemoryRegistry,
-  PENDING,
-  type SessionInfo,
-  type SessionRegistry,
-} from '../sessions/registry.ts';
+import { FAILED, PENDING, type SessionInfo } from '../sessions/registry.ts';
 import type { Driver, DriverState, TripRecord } from '../store/driver.ts';
 import { tripRecord } from '../store/driver.ts';
 import { Shard } from '../store/shard.ts';
@@ -30,7 +25,7 @@ import type { DriverView, FromWorker, QueryOp, ToWorker } from './messages.ts';
 const MAX_PENDING_FIXES = 32;
 /** A claim the primary has not answered by then is given up (its fixes counted as lookup_failed). */
 const CLAIM_TIMEOUT_MS = 5000;
-/** Fixes held, in all, while their sessions are looked up in Redis; past it they count as queue_full. */
+/** Fixes held, in all, while their sessions are looked up; past it they count as queue_full. */
 const MAX_WAITING_FIXES = 20_000;
 
 interface PendingClaim {
@@ -64,12 +59,17 @@ export function startWorker(config: Config): void {
   const pending = new Map<string, PendingClaim>();
   let dropped: string[] = [];
   const redis = connectRedis(config, `worker-${cluster.worker?.id}`);
-  /** Fixes whose session is being looked up in Redis, by session. */
+  /** Fixes whose session is being looked up (in Redis, or from the primary), by session. */
   const waiting = new U64Map<Fix[]>();
   let waitingFixes = 0;
-  const registry: SessionRegistry =
+  const registry =
     redis === null
-      ? new MemoryRegistry()
+      ? new PrimaryRegistry({
+          ask: (id, his, los) => send({ t: 'lookup', id, his, los }),
+          up: () => process.connected === true,
+          now: () => clock.nowMs,
+          onResolved: (hi, lo, result) => resolved(hi, lo, result),
+        })
       : new RedisRegistry({
           redis,
           now: () => clock.nowMs,
@@ -117,10 +117,10 @@ export function startWorker(config: Config): void {
           onOutcome: metrics.osrmRequest,
         });
   paths.setMatcher(osrm === null ? null : (points, signal) => osrm.match(points, signal));
-  if (redis !== null && registry instanceof RedisRegistry && trips !== null) {
+  addSessionLookupMetrics(metrics.register, registry.outcomes);
+  if (redis !== null && trips !== null) {
     addRedisMetrics(metrics.register, {
       up: () => redis.status === 'ready',
-      lookups: registry.outcomes,
       tripWrites: trips.writes,
       tripBuffer: () => trips.buffered,
     });
@@ -139,7 +139,7 @@ export function startWorker(config: Config): void {
     else known(info);
   };
 
-  /** Holds the fix until Redis answers for its session (a known driver never waits: it has a driver). */
+  /** Holds the fix until its session's lookup is answered (a known driver never waits: it has a driver). */
   const wait = (): void => {
     if (waitingFixes >= MAX_WAITING_FIXES) {
       reject(Reason.queueFull);
@@ -334,8 +334,8 @@ export function startWorker(config: Config): void {
 
   process.on('message', (m: ToWorker) => {
     switch (m.t) {
-      case 'sessions':
-        for (const [hi, lo, driverId, cab] of m.entries) registry.remember(hi, lo, { driverId, cab });
+      case 'found':
+        if (registry instanceof PrimaryRegistry) registry.answer(m.id, m.found);
         break;
       case 'session': {
         registry.remember(m.hi, m.lo, { driverId: m.driverId, cab: m.cab });
@@ -394,6 +394,7 @@ export function startWorker(config: Config): void {
     if (++ticks % 20 !== 0) return;
     counters.expired += shard.expire(clock.nowMs);
     if (ticks % 200 === 0) shard.retunePadding();
+    if (registry instanceof PrimaryRegistry) registry.sweep();
     for (const [id, p] of pending) {
       if (clock.nowMs - p.since < CLAIM_TIMEOUT_MS) continue;
       pending.delete(id);
@@ -440,7 +441,7 @@ export function startWorker(config: Config): void {
     clearInterval(tickTimer);
     socket.close();
     void osrm?.close();
-    if (registry instanceof RedisRegistry) registry.close();
+    registry.close();
     // Trips ended or updated in the last second still reach Redis before the worker goes.
     const flushed = trips === null ? Promise.resolve() : trips.close();
     flushed.finally(() => {

@@ -1,5 +1,3 @@
-import { U64Map } from '../store/u64-map.ts';
-
 /** Who a session belongs to, as the dispatch system registered it at login. */
 export interface SessionInfo {
   readonly driverId: string;
@@ -21,28 +19,4 @@ export interface SessionRegistry {
   remember(hi: number, lo: number, info: SessionInfo): void;
   /** A session revoked through this cluster's API: refused from now on. */
   forget(hi: number, lo: number): void;
-}
-
-/**
- * The embedded registry: every worker holds a full copy, filled from the primary (which holds the
- * authoritative one and serves the API). Lookups are synchronous.
- */
-export class MemoryRegistry implements SessionRegistry {
-  readonly #sessions = new U64Map<SessionInfo>();
-
-  get size(): number {
-    return this.#sessions.size;
-  }
-
-  lookup(hi: number, lo: number): SessionInfo | undefined {
-    return this.#sessions.get(hi, lo);
-  }
-
-  remember(hi: number, lo: number, info: SessionInfo): void {
-    this.#sessions.set(hi, lo, info);
-  }
-
-  forget(hi: number, lo: number): void {
-    this.#sessions.delete(hi, lo);
-  }
 }
