@@ -344,7 +344,7 @@ function memorySection(r: any): { text: string; target: string } {
       ? `not measured at 1M${largest === undefined ? '' : ` (largest: ${int(largest.drivers)} drivers, ${kib(largest.perDriver.rssBytes)} RSS each)`}${skipped === '' ? '' : `; ${skipped}`}`
       : `${verdict(largest.perDriver.rssBytes < 1024)}: ${kib(largest.perDriver.rssBytes)} of RSS per driver at ` +
         `${int(largest.drivers)} drivers (target < 1,024 B), of which ${kib(largest.perSession.rssBytes)} is the ` +
-        `session registries' (primary + a copy per worker)` +
+        `session registry's (the primary's, the only copy)` +
         (largest.ringsFull
           ? ''
           : `; rings ${num(largest.ringPoints.mean, 1)} points deep of ${largest.ringPoints.of} (time budget)`);
@@ -619,15 +619,17 @@ ${microSection()}
 
 ## What limits the targets missed (profiled on the 2-core machine, 2026-11-21)
 
-- **Memory.** The session registry is held three times: the primary's map of 16-hex-digit keys to
-  \`{hi, lo, driverId, cab}\` and its driver directory, and a full copy in every worker (the embedded
-  registry): about 550 B of a driver's 1.6 KB at 1M. A live driver in its worker is a \`Driver\` of about 30
-  fields whose doubles V8 boxes as heap numbers (pointer compression ended unboxed double fields: about 10
-  per driver), its id and cab strings and entries in three maps, an R-tree entry, half a \`Trip\`, and a
-  240-byte ring slot in a slab that grows by doubling. Heap snapshots at 100k (per driver): primary 570 B
-  (strings 250, map tables 90, session objects 57); workers together 2 KB (typed arrays 565 B: ring slabs with their
-  doubling and the session hash tables; strings 390, map tables 300, \`Driver\` 240, boxed numbers 165,
-  \`Trip\` 56).
+- **Memory.** Until 2026-11-21 the session registry was held three times (the primary's map and a full
+  copy in each worker), about 550 B of a driver's 1,630 B at 1M; now the primary's \`U64Map\` is the only
+  copy and workers ask it for the sessions they have no driver for: 156 B a session, 1,409 B a driver. What
+  is left is the live driver in its worker: a \`Driver\` of about 30 fields whose doubles V8 boxes as heap
+  numbers (pointer compression ended unboxed double fields: about 10 per driver), its id and cab strings
+  and entries in three maps, an R-tree entry, half a \`Trip\`, a 240-byte ring slot, and the primary's
+  directory entry. Heap snapshots at 100k before the change (per driver): workers together 2 KB (typed
+  arrays 565 B: ring slabs, whose unused half after a doubling is not resident, and the session hash
+  tables; strings 390, map tables 300, \`Driver\` 240, boxed numbers 165, \`Trip\` 56). Under 1 KiB needs
+  the driver state as struct-of-arrays in typed arrays (no \`Driver\` object, R-tree items as slot
+  numbers) and rings stored as deltas.
 - **Cost growth.** Past the decode (flat at 70-90 ns) the per-fix work grows with the fleet: about 500 ns
   at 1M against 250-350 ns at 10k when no driver leaves its R-tree box (maps and tree four levels deeper,
   cache misses), and a re-index (rbush remove + insert) costs about 19 us at 1M against 2 us at 10k, because
