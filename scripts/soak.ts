@@ -260,6 +260,8 @@ interface Sample {
   timers: number;
   resources: number;
   drivers: number;
+  /** Entries in the primary's directory of owners: should follow `drivers`. */
+  directory: number;
   sessions: number;
   received: number;
   accepted: number;
@@ -449,6 +451,7 @@ async function main(): Promise<void> {
         timers: s.get('cabtrack_nodejs_active_resources', { type: 'Timeout' }),
         resources: s.get('cabtrack_nodejs_active_resources_total'),
         drivers: s.get('cabtrack_drivers'),
+        directory: s.get('cabtrack_directory_drivers'),
         sessions: s.get('cabtrack_sessions'),
         received: s.received,
         accepted: s.accepted,
@@ -463,7 +466,7 @@ async function main(): Promise<void> {
             .map(([k, v]) => `${k} ${v}`)
             .join(
               ', ',
-            )}; http conns ${x.httpConnections}) timers ${x.timers} drivers ${x.drivers}/${x.liveDrivers} sessions ${x.sessions} sent ${sent} received ${x.received - s0.received}`,
+            )}; http conns ${x.httpConnections}) timers ${x.timers} drivers ${x.drivers}/${x.liveDrivers} directory ${x.directory} sessions ${x.sessions} sent ${sent} received ${x.received - s0.received}`,
       );
     };
 
@@ -640,6 +643,7 @@ async function main(): Promise<void> {
         timers: range((x) => x.timers),
         resources: range((x) => x.resources),
         drivers: range((x) => x.drivers),
+        directory: range((x) => x.directory),
         sessions: range((x) => x.sessions),
       },
       counters: {

@@ -176,6 +176,8 @@ export function workerRegistry(c: IngestCounters, g: WorkerGauges, paths: PathCo
 /** What a process using Redis reports about it (null fields: this process does not do that part). */
 export interface RedisSource {
   up(): boolean;
+  /** Live drivers' sessions checked again in Redis: valid, gone (the driver removed), error. */
+  sessionRechecks: Readonly<Record<string, number>> | null;
   tripWrites: Readonly<object> | null;
   tripBuffer: (() => number) | null;
 }
@@ -209,6 +211,19 @@ export function addRedisMetrics(register: Registry, r: RedisSource): void {
       this.set(r.up() ? 1 : 0);
     },
   });
+  if (r.sessionRechecks !== null) {
+    const rechecks = r.sessionRechecks;
+    new Counter({
+      name: 'cabtrack_session_rechecks_total',
+      help: "Live drivers' sessions checked again in Redis, by outcome (gone: expired or deleted, driver removed).",
+      labelNames: ['outcome'],
+      ...opts,
+      collect() {
+        this.reset();
+        for (const [outcome, n] of Object.entries(rechecks)) this.inc({ outcome }, n);
+      },
+    });
+  }
   if (r.tripWrites !== null) {
     const writes = r.tripWrites;
     new Counter({
@@ -243,7 +258,11 @@ export interface PrimaryMetrics {
   readonly queryTimeouts: Counter;
 }
 
-export function primaryMetrics(sessions: () => number, workersUp: () => number): PrimaryMetrics {
+export function primaryMetrics(
+  sessions: () => number,
+  workersUp: () => number,
+  directory: () => number,
+): PrimaryMetrics {
   const register = new Registry();
   processMetrics(register);
   const opts = { registers: [register] };
@@ -261,6 +280,14 @@ export function primaryMetrics(sessions: () => number, workersUp: () => number):
     ...opts,
     collect() {
       this.set(workersUp());
+    },
+  });
+  new Gauge({
+    name: 'cabtrack_directory_drivers',
+    help: "Drivers in the primary's directory of owners: live drivers, plus those whose drop is on its way.",
+    ...opts,
+    collect() {
+      this.set(directory());
     },
   });
   return {

@@ -56,6 +56,12 @@ for (const [kind, path] of [
     t.equal(await rejected(), refusedBefore + 1, 'the next datagram is refused as unknown_session');
     t.equal((await daemon.get('/v1/drivers/drv-a1')).status, 404, 'and does not bring the driver back');
     t.equal((await daemon.request('DELETE', path)).status, 404, 'a second delete finds nothing');
+    // The primary's directory of owners lets the driver go too (the worker reports a revocation within
+    // a second): otherwise it would keep an entry for every driver that logs out and never returns.
+    await daemon.waitFor(
+      async () => (await daemon.metric('cabtrack_directory_drivers')) === 0,
+      'the directory to let the driver go',
+    );
   });
 }
 
@@ -68,4 +74,9 @@ t.test('a revoked driver logging in again with a new session comes back', async 
   const d = await daemon.get('/v1/drivers/drv-b2');
   t.equal(d.status, 200);
   t.equal(d.body.time, time);
+  // Back within the second in which the revocation is reported: the new claim cancels the report, so
+  // the directory does not forget an owner that holds the driver again. (Read after the report's tick.)
+  await new Promise((r) => setTimeout(r, 1500));
+  t.equal(await daemon.metric('cabtrack_directory_drivers'), 1, 'the directory still has its owner');
+  t.equal(await daemon.metric('cabtrack_drivers'), 1);
 });

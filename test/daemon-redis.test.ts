@@ -74,6 +74,59 @@ t.test('sessions from the dispatch system, and revocation through the key and th
 });
 
 t.test(
+  'a session that expires in Redis, or is deleted without a publish, removes its live driver',
+  async (t) => {
+    const d = await startDaemon({ CABTRACK_REDIS_URL: redisServer.url, CABTRACK_SESSION_RECHECK_S: '1' });
+    t.teardown(() => d.stop());
+    const phone = new Phone(d.udpPort);
+    await phone.open();
+    t.teardown(() => phone.close());
+
+    // Dispatch gives one session a 2 s expiry and will delete another's key without publishing; a third
+    // stays. All three drivers keep sending, so none idles out.
+    await dispatch.hset('cabtrack:session:00000000000e0001', 'driverId', 'exp-1', 'cab', 'E-1');
+    await dispatch.pexpire('cabtrack:session:00000000000e0001', 2000);
+    await dispatch.hset('cabtrack:session:00000000000e0002', 'driverId', 'exp-2', 'cab', 'E-2');
+    await dispatch.hset('cabtrack:session:00000000000e0003', 'driverId', 'exp-3', 'cab', 'E-3');
+    const sessions = [0xe0001n, 0xe0002n, 0xe0003n];
+    let time = now() - 60;
+    const round = async (): Promise<void> => {
+      time++;
+      await sendAndWait(
+        d,
+        phone,
+        sessions.map((s) => fixOf(s, time)),
+      );
+    };
+    await round();
+    for (const id of ['exp-1', 'exp-2', 'exp-3']) {
+      await d.waitFor(async () => (await d.get(`/v1/drivers/${id}`)).status === 200, `${id} listed`);
+    }
+    await dispatch.del('cabtrack:session:00000000000e0002');
+
+    const started = Date.now();
+    while (
+      (await d.get('/v1/drivers/exp-1')).status === 200 ||
+      (await d.get('/v1/drivers/exp-2')).status === 200
+    ) {
+      if (Date.now() - started > 10_000) break;
+      await round();
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    t.equal((await d.get('/v1/drivers/exp-1')).status, 404, 'the expired session took its driver away');
+    t.equal((await d.get('/v1/drivers/exp-2')).status, 404, 'the deleted key took its driver away');
+    t.equal((await d.get('/v1/drivers/exp-3')).status, 200, 'the valid one stays');
+    t.equal(await d.metric('cabtrack_session_rechecks_total', { outcome: 'gone' }), 2);
+    t.ok((await d.metric('cabtrack_session_rechecks_total', { outcome: 'valid' })) > 0);
+    // And their next fixes are refused, not looked up into a new driver.
+    const refused = await d.metric('cabtrack_datagrams_rejected_total', { reason: 'unknown_session' });
+    await round();
+    t.equal(await d.metric('cabtrack_datagrams_rejected_total', { reason: 'unknown_session' }), refused + 2);
+    t.equal((await d.get('/v1/drivers/exp-3')).status, 200);
+  },
+);
+
+t.test(
   'a flood of random sessions costs Redis a bounded number of lookups; the fleet is unharmed',
   async (t) => {
     const d = await daemonWithRedis();

@@ -63,6 +63,7 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
   const metrics = primaryMetrics(
     () => sessions.size,
     () => readyMembers().length,
+    () => directory.size,
   );
   const tokens = resolveTokens(config);
   const redis = connectRedis(config, 'primary');
@@ -74,6 +75,7 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
   if (redis !== null) {
     addRedisMetrics(metrics.register, {
       up: () => redis.status === 'ready',
+      sessionRechecks: null,
       tripWrites: null,
       tripBuffer: null,
     });

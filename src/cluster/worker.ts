@@ -55,9 +55,16 @@ export function startWorker(config: Config): void {
     if (process.connected) process.send!(m);
   };
   const counters = new IngestCounters();
+  /** Live drivers' sessions checked again in Redis, by outcome (see recheckSessions). */
+  const rechecks = { valid: 0, gone: 0, error: 0 };
   const clock = new CoarseClock();
   const pending = new Map<string, PendingClaim>();
-  let dropped: string[] = [];
+  /**
+   * Drivers this worker let go of on its own (expired, revoked), for the primary's directory: sent once a
+   * second. A claim for one of them sent before then cancels its entry, so the primary never reads a stale
+   * drop after the new claim and forgets an owner that has the driver again.
+   */
+  const dropped = new Set<string>();
   const redis = connectRedis(config, `worker-${cluster.worker?.id}`);
   /** Fixes whose session is being looked up (in Redis, or from the primary), by session. */
   const waiting = new U64Map<Fix[]>();
@@ -91,8 +98,10 @@ export function startWorker(config: Config): void {
       trips?.end(record);
     },
     onDriverRemoved: (d, why) => {
-      // The primary already knows of removals it asked for; an expiry it must be told about.
-      if (why === 'expired') dropped.push(d.id);
+      // Expired or revoked (through the API or the channel): the primary's directory must let the driver
+      // go, or it would keep an entry for every driver that logs out and never comes back. A release is
+      // a handoff (the directory has the new owner already); a deletion the primary made itself.
+      if (why === 'expired' || why === 'revoked') dropped.add(d.id);
     },
   });
   const fix = new Fix();
@@ -121,6 +130,7 @@ export function startWorker(config: Config): void {
   if (redis !== null && trips !== null) {
     addRedisMetrics(metrics.register, {
       up: () => redis.status === 'ready',
+      sessionRechecks: rechecks,
       tripWrites: trips.writes,
       tripBuffer: () => trips.buffered,
     });
@@ -185,6 +195,51 @@ export function startWorker(config: Config): void {
     return removed;
   };
 
+  /**
+   * With Redis, the sessions of live drivers are checked again, a slice a second, so each one at least
+   * every sessionRecheckS: a session key that dispatch let expire, or deleted without publishing on
+   * cabtrack:revoke, removes its driver within that time instead of never (a live driver's fixes never
+   * ask the registry). One EXISTS per live driver per period, pipelined.
+   */
+  let recheckCursor: Iterator<Driver> | null = null;
+  let rechecking = false;
+  const recheckSessions = (): void => {
+    if (!(registry instanceof RedisRegistry) || rechecking || !registry.up || shard.size === 0) return;
+    const want = Math.ceil(shard.size / config.sessionRecheckS);
+    const batch: Driver[] = [];
+    recheckCursor ??= shard.drivers.values();
+    while (batch.length < want) {
+      const next = recheckCursor.next();
+      if (next.done === true) {
+        // A full pass: the next tick starts another (a Map iterator sees drivers added meanwhile).
+        recheckCursor = null;
+        break;
+      }
+      batch.push(next.value);
+    }
+    if (batch.length === 0) return;
+    const his = batch.map((d) => d.sessionHi);
+    const los = batch.map((d) => d.sessionLo);
+    rechecking = true;
+    registry
+      .exist(his, los)
+      .then((found) => {
+        for (let i = 0; i < batch.length; i++) {
+          const d = batch[i]!;
+          if (found[i] === null) rechecks.error++;
+          else if (found[i]) rechecks.valid++;
+          else rechecks.gone++;
+          // Still this worker's driver, on the session that was checked.
+          if (found[i] !== false || shard.drivers.get(d.id) !== d) continue;
+          if (d.sessionHi !== his[i] || d.sessionLo !== los[i]) continue;
+          removeDriver(d, 'revoked');
+        }
+      })
+      .finally(() => {
+        rechecking = false;
+      });
+  };
+
   /** A claim given up (its driver revoked or removed meanwhile): its held fixes are refused, and counted. */
   const dropClaim = (id: string, p: PendingClaim): void => {
     pending.delete(id);
@@ -204,6 +259,7 @@ export function startWorker(config: Config): void {
     if (p === undefined) {
       p = { hi: fix.sessionHi, lo: fix.sessionLo, cab: info.cab, since: clock.nowMs, fixes: [] };
       pending.set(info.driverId, p);
+      dropped.delete(info.driverId);
       send({ t: 'claim', id: info.driverId });
     }
     if (p.fixes.length >= MAX_PENDING_FIXES) {
@@ -245,7 +301,7 @@ export function startWorker(config: Config): void {
     const p = pending.get(id);
     if (p === undefined) {
       // Revoked or deleted while the claim was in flight: let the primary forget the driver.
-      dropped.push(id);
+      dropped.add(id);
       return;
     }
     pending.delete(id);
@@ -393,6 +449,7 @@ export function startWorker(config: Config): void {
     counters.treeUpdates = shard.treeUpdates;
     if (++ticks % 20 !== 0) return;
     counters.expired += shard.expire(clock.nowMs);
+    recheckSessions();
     if (ticks % 200 === 0) shard.retunePadding();
     if (registry instanceof PrimaryRegistry) registry.sweep();
     for (const [id, p] of pending) {
@@ -400,9 +457,9 @@ export function startWorker(config: Config): void {
       pending.delete(id);
       counters.rejected[Reason.lookupFailed]! += p.fixes.length;
     }
-    if (dropped.length > 0) {
-      send({ t: 'dropped', ids: dropped });
-      dropped = [];
+    if (dropped.size > 0) {
+      send({ t: 'dropped', ids: [...dropped] });
+      dropped.clear();
     }
     // Trips that moved since their last write go to Redis once a second: a crash loses at most that.
     if (trips !== null) {

@@ -22,8 +22,9 @@ export type { Resolved } from './fetching-registry.ts';
  *   own `PUT /v1/sessions/{session}` writes the same hash.
  * - To revoke a session, DEL the key, then PUBLISH its hex on `cabtrack:revoke`. The message makes every
  *   worker forget the session and drop its driver at once; a key that is only deleted (or expires) stops
- *   being accepted for new drivers within the cache TTL (60 s by default), but a driver already live keeps
- *   the session until it idles out. `DELETE /v1/sessions/{session}` does both steps in one MULTI.
+ *   being accepted for new drivers within the cache TTL (60 s by default), and a driver already live on it
+ *   is removed when its worker next checks the session (exist(), every CABTRACK_SESSION_RECHECK_S, 60 s by
+ *   default). `DELETE /v1/sessions/{session}` does both steps in one MULTI.
  * - The session's text form is the one of src/codec/session.ts: 16 lowercase hex digits, high word first.
  *
  * No hash-tag braces in the key: the `{session}` of the issue is a placeholder, as `{orderId}` is in the
@@ -226,6 +227,35 @@ export class RedisRegistry implements SessionRegistry {
     for (const [err] of results) if (err) throw err;
     this.#core.forget(hi, lo);
     return (results[0]![1] as number) > 0;
+  }
+
+  /**
+   * Which of these sessions still exist in Redis (EXISTS, pipelined per node): true, false, or null when
+   * Redis could not say. A session found gone is refused from now on (negative-cached). This is how a
+   * worker notices keys that dispatch let expire, or deleted without publishing: for sessions it has a
+   * driver for, lookup() is never asked again.
+   */
+  async exist(his: readonly number[], los: readonly number[]): Promise<Array<boolean | null>> {
+    const out: Array<boolean | null> = his.map(() => null);
+    if (this.#redis.status !== 'ready') return out;
+    const keys = his.map((hi, i) => sessionKey(hi, los[i]!));
+    await Promise.all(
+      byNode(this.#redis, keys).map(async (group) => {
+        const pipeline = this.#redis.pipeline();
+        for (const i of group) pipeline.exists(keys[i]!);
+        try {
+          const results = await pipeline.exec();
+          for (let j = 0; j < group.length; j++) {
+            const r = results?.[j];
+            if (r !== undefined && !r[0]) out[group[j]!] = (r[1] as number) > 0;
+          }
+        } catch {
+          // Left null: unknown, not gone.
+        }
+      }),
+    );
+    for (let i = 0; i < his.length; i++) if (out[i] === false) this.#core.forget(his[i]!, los[i]!);
+    return out;
   }
 
   /** Caches a session registered elsewhere in this cluster (the primary's PUT), so no lookup is needed. */
