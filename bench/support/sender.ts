@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkEncoder, Fleet } from './fleet.ts';
+import { buildSendmmsg, runSendmmsg } from './native-sender.ts';
 
 /**
  * The fleet's driver apps as one process: encodes each run's datagrams ahead of time (the phones'
@@ -48,7 +49,6 @@ export interface SendResult {
 }
 
 const SELF = fileURLToPath(import.meta.url);
-const C_SOURCE = fileURLToPath(new URL('./sendmmsg.c', import.meta.url));
 /** Drivers per run of one socket: the native engine's batch size. */
 const RUN = 64;
 /** A record: socket index, length, datagram (a fleet fix is at most 48 bytes; 64 is the daemon's limit). */
@@ -121,20 +121,6 @@ export class Sender {
 
 // ---- the child process ----
 
-/** Builds the native engine once per source version, into the temp directory; null if there is no cc. */
-function buildNative(): { path: string | null; note: string } {
-  const src = readFileSync(C_SOURCE);
-  const hash = createHash('sha256').update(src).digest('hex').slice(0, 12);
-  const out = join(tmpdir(), `cabtrack-bench-sendmmsg-${hash}`);
-  if (existsSync(out)) return { path: out, note: 'sendmmsg(2), 64 datagrams a call' };
-  try {
-    execFileSync('cc', ['-O2', '-o', out, C_SOURCE], { stdio: 'pipe' });
-    return { path: out, note: 'sendmmsg(2), 64 datagrams a call' };
-  } catch (err) {
-    return { path: null, note: `no native engine (cc failed: ${String(err).split('\n')[0]}): Node dgram` };
-  }
-}
-
 /**
  * Free UDP ports on 127.0.0.1 below the usual ephemeral range, so no test daemon picks them meanwhile;
  * each seed starts its own block of 64, so two senders of one benchmark do not pick the same ports (the
@@ -185,41 +171,15 @@ async function child(): Promise<void> {
     return out.subarray(0, at);
   };
 
-  const runNative = (
+  const runNative = async (
     port: number,
     rate: number,
     records: Uint8Array,
     maxSeconds: number,
-  ): Promise<Omit<SendResult, 'encodeMs'>> =>
-    new Promise((resolve, reject) => {
-      const proc = spawn(nativePath!, [String(port), String(rate), ports.join(','), String(maxSeconds)], {
-        stdio: ['pipe', 'pipe', 'inherit'],
-      });
-      let out = '';
-      proc.stdout.setEncoding('utf8');
-      proc.stdout.on('data', (c: string) => {
-        out += c;
-      });
-      proc.on('error', reject);
-      proc.on('exit', (code) => {
-        if (code !== 0) return reject(new Error(`native sender exited with ${code}`));
-        const r = JSON.parse(out) as {
-          sent: number;
-          seconds: number;
-          userMs: number;
-          sysMs: number;
-          retries: number;
-        };
-        resolve({
-          sent: r.sent,
-          seconds: r.seconds,
-          rate: r.sent / r.seconds,
-          cpuMs: r.userMs + r.sysMs,
-          retries: r.retries,
-        });
-      });
-      proc.stdin.end(records);
-    });
+  ): Promise<Omit<SendResult, 'encodeMs'>> => {
+    const r = await runSendmmsg(nativePath!, { port, rate, sourcePorts: ports, maxSeconds, records }).done;
+    return { sent: r.sent, seconds: r.seconds, rate: r.sent / r.seconds, cpuMs: r.cpuMs, retries: r.retries };
+  };
 
   const socketsFor = async (port: number): Promise<dgram.Socket[]> => {
     const key = String(port);
@@ -277,9 +237,9 @@ async function child(): Promise<void> {
         ports = await pickSourcePorts(m.sockets, m.seed);
         let note = 'Node dgram, one send per datagram';
         if (m.engine !== 'node') {
-          const built = buildNative();
+          const built = buildSendmmsg();
           nativePath = built.path;
-          note = built.note;
+          note = nativePath === null ? `${built.note}: Node dgram` : built.note;
           if (nativePath === null && m.engine === 'native') throw new Error(built.note);
         }
         engine = nativePath === null ? 'node' : 'native';

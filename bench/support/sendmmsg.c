@@ -8,13 +8,14 @@
  * loopback delivery, which any sender pays. bench/support/sender.ts builds this file with `cc` when it
  * can and falls back to its own dgram engine when it cannot; the results say which one ran.
  *
- *   sendmmsg <dst-port> <rate/s, 0 = as fast as possible> <src-port,...> [max seconds]  < records
+ *   sendmmsg <dst-port> <rate/s, 0 = as fast as possible> <src-port,...> [max seconds [loop]]  < records
  *
  * stdin: records of [u8 socket index][u8 length][length bytes], read whole before sending starts.
  * Each source port is one socket bound to 127.0.0.1:<src-port> and connected to the destination, so a
  * driver keeps its source address (and its SO_REUSEPORT worker) from one run to the next.
  * It stops at the end of the records or after max seconds, whichever comes first (a sender slowed by
- * other jobs on the machine must not stretch a trial).
+ * other jobs on the machine must not stretch a trial). With `loop` it starts over from the first record
+ * until max seconds (devices re-sending the same pack: the overload test).
  * stdout: one JSON line {"sent","seconds","userMs","sysMs","retries"}.
  */
 #define _GNU_SOURCE
@@ -41,13 +42,14 @@ static double now_s(void) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4 && argc != 5) {
-    fprintf(stderr, "usage: sendmmsg <dst-port> <rate> <src-ports> [max-seconds]\n");
+  if (argc < 4 || argc > 6) {
+    fprintf(stderr, "usage: sendmmsg <dst-port> <rate> <src-ports> [max-seconds [loop]]\n");
     return 2;
   }
   int dst_port = atoi(argv[1]);
   double rate = atof(argv[2]);
-  double max_seconds = argc == 5 ? atof(argv[4]) : 0;
+  double max_seconds = argc >= 5 ? atof(argv[4]) : 0;
+  int loop = argc == 6 && strcmp(argv[5], "loop") == 0;
 
   size_t cap = 1 << 24, len = 0;
   unsigned char *data = malloc(cap);
@@ -92,7 +94,13 @@ int main(int argc, char **argv) {
   double t0 = now_s();
   struct timespec next;
   clock_gettime(CLOCK_MONOTONIC, &next);
-  while (pos < len) {
+  /* A loop without a time limit would never end. */
+  if (loop && max_seconds <= 0) { fprintf(stderr, "loop needs max-seconds\n"); return 2; }
+  for (;;) {
+    if (pos >= len) {
+      if (!loop || len == 0) break;
+      pos = 0;
+    }
     if (max_seconds > 0 && now_s() - t0 >= max_seconds) break;
     /* How many datagrams are due by now; at most one batch ahead of the schedule. */
     long due = rate > 0 ? (long)((now_s() - t0) * rate) + 1 : sent + BATCH;

@@ -1,6 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import dgram from 'node:dgram';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import type { Daemon } from './daemon.ts';
 
@@ -307,4 +307,66 @@ export function pinToCpu(pids: readonly number[], cpu: number): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * Caps processes (and the children they fork later) at `share` of one CPU with a cgroup's CFS quota
+ * (cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us`), in 10 ms periods so the daemon runs in short slices
+ * rather than 100 ms bursts. A loopback sender pays about as much per datagram as the receiver (the
+ * kernel's delivery is charged to it), so on a 2-core machine even a native sender on its own core
+ * cannot offer twice what a daemon with a whole core takes: capped, it can. Returns the function that
+ * removes the cgroup once the processes have exited, or null when the machine does not allow it (not
+ * root, no cpu controller), and the caller goes on uncapped.
+ */
+export function capCpu(pids: readonly number[], share: number): (() => void) | null {
+  const period = 10_000;
+  const quota = Math.max(1000, Math.round(period * share));
+  const name = `cabtrack-test-${process.pid}`;
+  const v2 = '/sys/fs/cgroup';
+  const v1 = '/sys/fs/cgroup/cpu';
+  const tries: Array<{ dir: string; limit: () => void }> = [];
+  if (
+    existsSync(`${v2}/cgroup.controllers`) &&
+    readFileSync(`${v2}/cgroup.controllers`, 'utf8').includes('cpu')
+  ) {
+    tries.push({
+      dir: `${v2}/${name}`,
+      limit: () => writeFileSync(`${v2}/${name}/cpu.max`, `${quota} ${period}`),
+    });
+  }
+  if (existsSync(`${v1}/cpu.cfs_quota_us`)) {
+    tries.push({
+      dir: `${v1}/${name}`,
+      limit: () => {
+        writeFileSync(`${v1}/${name}/cpu.cfs_period_us`, String(period));
+        writeFileSync(`${v1}/${name}/cpu.cfs_quota_us`, String(quota));
+      },
+    });
+  }
+  for (const { dir, limit } of tries) {
+    try {
+      mkdirSync(dir);
+    } catch {
+      continue;
+    }
+    try {
+      limit();
+      // cgroup.procs moves a whole process (every thread), in v1 as in v2.
+      for (const pid of pids) writeFileSync(`${dir}/cgroup.procs`, String(pid));
+      return () => {
+        try {
+          rmdirSync(dir);
+        } catch {
+          // Still has a process (one that outlived the test): the cgroup goes with the machine.
+        }
+      };
+    } catch {
+      try {
+        rmdirSync(dir);
+      } catch {
+        // Processes already moved in: left as it is, as above.
+      }
+    }
+  }
+  return null;
 }

@@ -1,6 +1,7 @@
 import { fork } from 'node:child_process';
 import dgram from 'node:dgram';
 import { fileURLToPath } from 'node:url';
+import { runSendmmsg } from '../../bench/support/native-sender.ts';
 import { encodeTrack } from '../../src/codec/encode.ts';
 
 /**
@@ -10,6 +11,11 @@ import { encodeTrack } from '../../src/codec/encode.ts';
  * always from the same one: the first pass is applied, the next ones are stale, like devices that
  * re-send whole packs of fixes after every timeout. The rate is paced in 5 ms steps; 0 means as fast as
  * this process can send.
+ *
+ * startNativeSender sends the same pack through the native engine (bench/support/sendmmsg.c: sendmmsg,
+ * 64 datagrams a system call, in C), which offers several times what a Node process can: on 2 cores a
+ * Node sender costs about what a worker spends on a datagram, so Node senders cannot offer twice what
+ * the daemon takes.
  */
 
 export interface SenderConfig {
@@ -32,6 +38,29 @@ export interface SenderReport {
   elapsedMs: number;
 }
 
+/** The pack, pack-major (every driver's first fix, then every driver's second...), and each one's socket. */
+function packOf(cfg: SenderConfig): { pool: Buffer[]; socketOf: number[] } {
+  const pool: Buffer[] = [];
+  const socketOf: number[] = [];
+  for (let k = 0; k < cfg.pack; k++) {
+    for (const [i, hex] of cfg.sessions.entries()) {
+      pool.push(
+        Buffer.from(
+          encodeTrack({
+            session: BigInt(`0x${hex}`),
+            lat: Math.round((cfg.centre.lat + ((i % 100) - 50) * 0.0004) * 1e6) + k * 50,
+            lon: Math.round((cfg.centre.lon + (Math.floor(i / 100) - 10) * 0.0006) * 1e6),
+            time: cfg.firstTime + k,
+            speed: 30,
+          }),
+        ),
+      );
+      socketOf.push(i % cfg.sockets);
+    }
+  }
+  return { pool, socketOf };
+}
+
 function run(cfg: SenderConfig): Promise<SenderReport> {
   return new Promise((resolve) => {
     const sockets: dgram.Socket[] = [];
@@ -49,25 +78,7 @@ function run(cfg: SenderConfig): Promise<SenderReport> {
       });
       sockets.push(s);
     }
-    // Pack-major order: every driver's first fix, then every driver's second, and so on.
-    const pool: Buffer[] = [];
-    const socketOf: number[] = [];
-    for (let k = 0; k < cfg.pack; k++) {
-      for (const [i, hex] of cfg.sessions.entries()) {
-        pool.push(
-          Buffer.from(
-            encodeTrack({
-              session: BigInt(`0x${hex}`),
-              lat: Math.round((cfg.centre.lat + ((i % 100) - 50) * 0.0004) * 1e6) + k * 50,
-              lon: Math.round((cfg.centre.lon + (Math.floor(i / 100) - 10) * 0.0006) * 1e6),
-              time: cfg.firstTime + k,
-              speed: 30,
-            }),
-          ),
-        );
-        socketOf.push(i % cfg.sockets);
-      }
-    }
+    const { pool, socketOf } = packOf(cfg);
     const start = (): void => {
       const started = performance.now();
       let sent = 0;
@@ -126,5 +137,51 @@ export function startSender(cfg: SenderConfig): {
     kill: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     },
+  };
+}
+
+/** Free loopback UDP ports (bound, then let go for the native engine to bind). */
+async function freeUdpPorts(n: number): Promise<number[]> {
+  const socks = await Promise.all(
+    Array.from(
+      { length: n },
+      () =>
+        new Promise<dgram.Socket>((resolve) => {
+          const s = dgram.createSocket('udp4');
+          s.bind(0, '127.0.0.1', () => resolve(s));
+        }),
+    ),
+  );
+  const ports = socks.map((s) => s.address().port);
+  await Promise.all(socks.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+  return ports;
+}
+
+/** The same load as startSender's, from the native engine at `rate` in all (0: flat out). */
+export async function startNativeSender(
+  enginePath: string,
+  cfg: SenderConfig,
+): Promise<{ pid: number; done: Promise<SenderReport>; kill: () => void }> {
+  const { pool, socketOf } = packOf(cfg);
+  const records = new Uint8Array(pool.reduce((n, b) => n + 2 + b.length, 0));
+  let at = 0;
+  for (const [i, b] of pool.entries()) {
+    records[at] = socketOf[i]!;
+    records[at + 1] = b.length;
+    records.set(b, at + 2);
+    at += 2 + b.length;
+  }
+  const run = runSendmmsg(enginePath, {
+    port: cfg.port,
+    rate: cfg.rate,
+    sourcePorts: await freeUdpPorts(cfg.sockets),
+    maxSeconds: cfg.durationMs / 1000,
+    loop: true,
+    records,
+  });
+  return {
+    pid: run.pid,
+    done: run.done.then((r) => ({ sent: r.sent, errors: 0, elapsedMs: r.seconds * 1000 })),
+    kill: run.kill,
   };
 }
