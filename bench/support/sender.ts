@@ -1,9 +1,5 @@
-import { type ChildProcess, execFileSync, fork, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { type ChildProcess, fork } from 'node:child_process';
 import dgram from 'node:dgram';
-import { existsSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkEncoder, Fleet } from './fleet.ts';
 import { buildSendmmsg, runSendmmsg } from './native-sender.ts';
