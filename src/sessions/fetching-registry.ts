@@ -21,12 +21,8 @@ export interface SessionSource {
 /** Counters by outcome, as `cabtrack_session_lookups_total{outcome}` exports them. */
 export type LookupOutcomes = Record<string, number>;
 
-export interface FetchingRegistryOptions {
-  source: SessionSource;
-  /** The outcome label of a lookup the source answered with a session ('redis_hit', 'primary_hit'). */
-  hitOutcome: string;
-  /** The answer for a session that lookup() answered PENDING: once per fetch. */
-  onResolved: (hi: number, lo: number, result: Resolved) => void;
+/** The caches' and the cap's settings, shared by every registry built on FetchingRegistry. */
+export interface LookupOptions {
   /** Known sessions cached per process. */
   cacheMax?: number;
   /** How long a known session is trusted without asking again, ms. */
@@ -43,6 +39,14 @@ export interface FetchingRegistryOptions {
   lookupTimeoutMs?: number;
   /** The clock, ms. A caller with a coarse clock can pass it to save a Date.now() per lookup. */
   now?: () => number;
+}
+
+export interface FetchingRegistryOptions extends LookupOptions {
+  source: SessionSource;
+  /** The outcome label of a lookup the source answered with a session ('redis_hit', 'primary_hit'). */
+  hitOutcome: string;
+  /** The answer for a session that lookup() answered PENDING: once per fetch. */
+  onResolved: (hi: number, lo: number, result: Resolved) => void;
 }
 
 export const FETCH_DEFAULTS = {

@@ -4,6 +4,7 @@ import { byNode } from '../redis/pipelines.ts';
 import {
   FETCH_DEFAULTS,
   FetchingRegistry,
+  type LookupOptions,
   type LookupOutcomes,
   positiveOption,
   type Resolved,
@@ -49,7 +50,8 @@ export function sessionKey(hi: number, lo: number): string {
  */
 export type { LookupOutcomes } from './fetching-registry.ts';
 
-export interface RedisRegistryOptions {
+/** The caches and the cap (LookupOptions) work as src/sessions/fetching-registry.ts says, with Redis as the source. */
+export interface RedisRegistryOptions extends LookupOptions {
   /** An ioredis client, or a Cluster for Redis Cluster. The registry uses it but does not close it. */
   redis: Redis | Cluster;
   /** The answer for a session that lookup() answered PENDING: once per Redis lookup. */
@@ -60,22 +62,6 @@ export interface RedisRegistryOptions {
   onError?: (err: Error) => void;
   /** Subscribe to `cabtrack:revoke` (a second connection). Off for a process that only writes sessions. */
   subscribe?: boolean;
-  /** Known sessions cached per process. */
-  cacheMax?: number;
-  /** How long a known session is trusted without asking Redis again, ms. */
-  cacheTtlMs?: number;
-  /** Unknown sessions remembered per process. */
-  negativeMax?: number;
-  /** How long an unknown session is refused without asking Redis again, ms. */
-  negativeTtlMs?: number;
-  /** Redis lookups per second, at most (a token bucket). */
-  lookupsPerSecond?: number;
-  /** Lookups that may be spent at once after a quiet spell (the bucket's size). */
-  lookupBurst?: number;
-  /** A Redis lookup not answered by then is reported FAILED, ms. */
-  lookupTimeoutMs?: number;
-  /** The clock, ms. A caller with a coarse clock can pass it to save a Date.now() per lookup. */
-  now?: () => number;
 }
 
 /** The same rule as the API's (src/http/params.ts): 1-64 characters of A-Z a-z 0-9 . _ : - */
