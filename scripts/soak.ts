@@ -598,6 +598,28 @@ async function main(): Promise<void> {
       const v = samples.map(f);
       return { first: v[0]!, last: v[v.length - 1]!, min: Math.min(...v), max: Math.max(...v) };
     };
+    // The envelope of each third of the run: RSS follows V8's committed heap, a sawtooth whose size V8
+    // sets from the live data; a leak shows as maxima and minima that keep rising, where a least-squares
+    // slope over a sawtooth mostly measures where its teeth fell.
+    const lastAt = samples[samples.length - 1]?.atS ?? 0;
+    const envelope = [0, 1, 2].map((k) => {
+      const from = (lastAt * k) / 3;
+      const to = (lastAt * (k + 1)) / 3;
+      const w = samples.filter((x) => x.atS >= from && (k === 2 ? x.atS <= to : x.atS < to));
+      const mm = (f: (x: Sample) => number): { min: number; max: number } => ({
+        min: Math.min(...w.map(f)),
+        max: Math.max(...w.map(f)),
+      });
+      return {
+        fromMin: Math.round(from / 6) / 10,
+        toMin: Math.round(to / 6) / 10,
+        rssBytes: mm((x) => x.rssProcBytes),
+        rssPrimaryBytes: mm((x) => x.rssPrimaryBytes),
+        rssWorkersBytes: mm((x) => x.rssWorkersBytes),
+        heapTotalBytes: mm((x) => x.heapTotalBytes),
+        heapLiveBytes: mm((x) => x.heapLiveBytes),
+      };
+    });
     const durationS = (performance.now() - t0) / 1000;
     const heapSnapshots = await summariseRounds(rounds);
     rmSync(snapshotDir, { recursive: true, force: true });
@@ -630,6 +652,7 @@ async function main(): Promise<void> {
         heapUsed: fit((x) => x.heapUsedBytes),
         external: fit((x) => x.externalBytes),
       },
+      envelopeByThird: envelope,
       slopesPerMinute: {
         handles: fit((x) => x.handles),
         timers: fit((x) => x.timers),

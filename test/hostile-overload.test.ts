@@ -40,7 +40,7 @@ const PACK = 30;
 const OVERLOAD_MS = 20_000;
 const native = buildSendmmsg();
 /** The daemon's share of CPU 0: small enough that the sender offers twice its capacity with room left. */
-const DAEMON_CPU_SHARE = 0.3;
+const DAEMON_CPU_SHARE = 0.4;
 const PROBES = 20;
 /**
  * The memory bound, deliberately generous: the daemon (primary and 2 workers) holds ~450 MB of RSS on
