@@ -30,8 +30,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Agent, setGlobalDispatcher } from 'undici';
-import { decodeTrack } from '../src/codec/decode.ts';
 import { Fix } from '../src/codec/fix.ts';
+import { SLOT_BYTES, writeTrack } from '../src/sim/wire.ts';
 import { type Daemon, startDaemon } from '../test/support/daemon.ts';
 import {
   connectedSocket,
@@ -76,74 +76,10 @@ const FINISHED_TRIPS = 10_000;
 const CENTRE = { lat: 51.5074, lon: -0.1278 };
 const OUT = fileURLToPath(new URL('../bench/results/soak.json', import.meta.url));
 
-// ---------------------------------------------------------------------------------------------------------
-// A Track encoder for the hot loop (protobufjs is too slow for 100k fixes a second); checked against the
-// daemon's own decoder at start.
-
-const scratch = new Uint8Array(64);
-
-function varint(b: Uint8Array, at: number, v: number): number {
-  while (v >= 0x80) {
-    b[at++] = (v & 0x7f) | 0x80;
-    v = Math.floor(v / 128);
-  }
-  b[at++] = v;
-  return at;
-}
-
-function encodeFix(
-  hi: number,
-  lo: number,
-  lat: number,
-  lon: number,
-  time: number,
-  order: number,
-  cost: number,
-): Buffer {
-  const b = scratch;
-  let at = 0;
-  b[at++] = 0x09;
-  b[at++] = lo & 0xff;
-  b[at++] = (lo >>> 8) & 0xff;
-  b[at++] = (lo >>> 16) & 0xff;
-  b[at++] = lo >>> 24;
-  b[at++] = hi & 0xff;
-  b[at++] = (hi >>> 8) & 0xff;
-  b[at++] = (hi >>> 16) & 0xff;
-  b[at++] = hi >>> 24;
-  b[at++] = 0x10;
-  at = varint(b, at, lat >= 0 ? lat * 2 : -lat * 2 - 1);
-  b[at++] = 0x18;
-  at = varint(b, at, lon >= 0 ? lon * 2 : -lon * 2 - 1);
-  b[at++] = 0x20;
-  at = varint(b, at, time);
-  if (order !== 0) {
-    b[at++] = 0x28;
-    at = varint(b, at, order);
-    b[at++] = 0x30;
-    at = varint(b, at, cost);
-  }
-  b[at++] = 0x38;
-  at = varint(b, at, 36);
-  return Buffer.from(b.subarray(0, at));
-}
-
-{
-  const f = new Fix();
-  const b = encodeFix(0xdead_beef, 0x0102_0304, -51_507_400, 179_999_999, 1_800_000_000, 2 ** 40 + 7, 1234);
-  const ok =
-    decodeTrack(b, b.length, f) === 0 &&
-    f.sessionHi === 0xdead_beef &&
-    f.sessionLo === 0x0102_0304 &&
-    f.lat === -51_507_400 &&
-    f.lon === 179_999_999 &&
-    f.time === 1_800_000_000 &&
-    f.orderHi === 256 &&
-    f.orderLo === 7 &&
-    f.cost === 1234 &&
-    f.speed === 36;
-  if (!ok) throw new Error('soak: the fast encoder disagrees with src/codec/decode.ts');
-}
+// Fixes are encoded with the simulator's encoder (src/sim/wire.ts: protobufjs is too slow for 100k fixes a
+// second), which test/sim-model.test.ts checks byte for byte against protobufjs.
+const scratch = new Uint8Array(SLOT_BYTES);
+const scratchFix = new Fix();
 
 // ---------------------------------------------------------------------------------------------------------
 // The fleet, as flat arrays: a slot per driver, taken over by a new driver when its driver leaves.
@@ -227,15 +163,21 @@ function freshFix(slot: number, nowS: number): Buffer {
       orderLeft[slot] = rnd.int(10, 60);
     }
   }
-  const b = encodeFix(
-    SESSION_HI,
-    sessionLo[slot]!,
-    latE6[slot]!,
-    lonE6[slot]!,
-    t,
-    order[slot]!,
-    250 + (t % 1000),
-  );
+  const f = scratchFix;
+  f.reset();
+  f.sessionHi = SESSION_HI;
+  f.sessionLo = sessionLo[slot]!;
+  f.lat = latE6[slot]!;
+  f.lon = lonE6[slot]!;
+  f.time = t;
+  const o = order[slot]!;
+  if (o !== 0) {
+    f.orderHi = Math.floor(o / 2 ** 32);
+    f.orderLo = o >>> 0;
+    f.cost = 250 + (t % 1000);
+  }
+  f.speed = 36;
+  const b = Buffer.from(scratch.subarray(0, writeTrack(scratch, 0, f)));
   lastBuf[slot] = b;
   return b;
 }
@@ -408,6 +350,16 @@ async function main(): Promise<void> {
     let nextChurn = t0 + 1000;
     let nextRotation = t0 + 30_000;
     const pendingCleanup: Array<{ at: number; lo: number }> = [];
+    /** Dispatch logs a session out (DELETE /v1/sessions); anything but a 204 counts as an API error. */
+    const logOut = (lo: number): Promise<void> =>
+      daemon.request('DELETE', `/v1/sessions/${hex(SESSION_HI, lo)}`).then(
+        (r) => {
+          if (r.status !== 204) churn.apiErrors++;
+        },
+        () => {
+          churn.apiErrors++;
+        },
+      );
     // Snapshot rounds: from a third of the way in (the fleet turned over, the LRU full) to the end, the last
     // one after the final sample, so that it cannot disturb the samples. The files are only read after the
     // run: parsing them would stall the sender.
@@ -509,16 +461,7 @@ async function main(): Promise<void> {
           const lo = sessionLo[slot]!;
           if (rnd.chance(0.5)) {
             churn.loggedOut++;
-            api.push(
-              daemon.request('DELETE', `/v1/sessions/${hex(SESSION_HI, lo)}`).then(
-                (r) => {
-                  if (r.status !== 204) churn.apiErrors++;
-                },
-                () => {
-                  churn.apiErrors++;
-                },
-              ),
-            );
+            api.push(logOut(lo));
           } else {
             churn.wentQuiet++;
             pendingCleanup.push({ at: now + (IDLE_S + 25) * 1000, lo });
@@ -534,17 +477,8 @@ async function main(): Promise<void> {
         while (pendingCleanup.length > 0 && pendingCleanup[0]!.at <= now) {
           const { lo } = pendingCleanup.shift()!;
           churn.sessionsCleaned++;
-          api.push(
-            // The driver has expired; its session is still registered until this DELETE finds it.
-            daemon.request('DELETE', `/v1/sessions/${hex(SESSION_HI, lo)}`).then(
-              (r) => {
-                if (r.status !== 204) churn.apiErrors++;
-              },
-              () => {
-                churn.apiErrors++;
-              },
-            ),
-          );
+          // The driver has expired; its session is still registered until this DELETE finds it.
+          api.push(logOut(lo));
         }
         const moves = (MOVES_PER_MIN * DRIVERS) / 60;
         for (let i = 0; i < moves; i++) {
