@@ -355,3 +355,15 @@ async function until(cond: () => boolean | Promise<boolean>, what = 'a condition
     await new Promise((r) => setTimeout(r, 10));
   }
 }
+
+t.test('bad cache and cap options are refused at construction, naming the option', async (t) => {
+  // Checked before any connection is used: a stand-in client is enough.
+  const redis = {} as unknown as Redis;
+  for (const bad of [{ cacheMax: 0 }, { negativeTtlMs: -1 }, { lookupsPerSecond: Number.NaN }]) {
+    t.throws(
+      () => new RedisRegistry({ redis, onResolved: () => {}, subscribe: false, ...bad }),
+      { name: 'RangeError', message: new RegExp(Object.keys(bad)[0]!) },
+      JSON.stringify(bad),
+    );
+  }
+});

@@ -49,7 +49,7 @@ export interface FetchingRegistryOptions extends LookupOptions {
   onResolved: (hi: number, lo: number, result: Resolved) => void;
 }
 
-export const FETCH_DEFAULTS = {
+const FETCH_DEFAULTS = {
   cacheMax: 200_000,
   cacheTtlMs: 60_000,
   negativeMax: 100_000,
@@ -62,7 +62,7 @@ export const FETCH_DEFAULTS = {
   lookupTimeoutMs: 1_000,
 } as const;
 
-export function positiveOption(owner: string, value: unknown, name: string, fallback: number): number {
+function positiveOption(owner: string, value: unknown, name: string, fallback: number): number {
   const v = value ?? fallback;
   if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
     throw new RangeError(`${owner} option ${name} must be a positive number, got ${String(v)}`);

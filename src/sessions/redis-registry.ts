@@ -2,11 +2,9 @@ import type { Cluster, Redis } from 'ioredis';
 import { parseSessionHex, sessionToHex } from '../codec/session.ts';
 import { byNode } from '../redis/pipelines.ts';
 import {
-  FETCH_DEFAULTS,
   FetchingRegistry,
   type LookupOptions,
   type LookupOutcomes,
-  positiveOption,
   type Resolved,
 } from './fetching-registry.ts';
 import { FAILED, type Lookup, type SessionInfo, type SessionRegistry } from './registry.ts';
@@ -86,9 +84,6 @@ export class RedisRegistry implements SessionRegistry {
   constructor(options: RedisRegistryOptions) {
     if (options.redis == null) throw new TypeError('RedisRegistry needs redis');
     if (typeof options.onResolved !== 'function') throw new TypeError('RedisRegistry needs onResolved');
-    for (const name of Object.keys(FETCH_DEFAULTS) as Array<keyof typeof FETCH_DEFAULTS>) {
-      positiveOption('RedisRegistry', options[name], name, FETCH_DEFAULTS[name]);
-    }
     this.#redis = options.redis;
     this.#onRevoked = options.onRevoked ?? noop;
     this.#onError = options.onError ?? noop;
