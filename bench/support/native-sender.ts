@@ -1,5 +1,6 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import dgram from 'node:dgram';
 import { existsSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -83,4 +84,25 @@ export function runSendmmsg(
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
     },
   };
+}
+
+/**
+ * Free UDP ports on 127.0.0.1 below the usual ephemeral range, so no test daemon picks them meanwhile;
+ * each seed starts its own block of 64, so two senders of one benchmark do not pick the same ports (the
+ * native engine binds them only while it sends).
+ */
+export async function pickSourcePorts(n: number, seed: number): Promise<number[]> {
+  const ports: number[] = [];
+  let p = 20_000 + (seed % 150) * 64;
+  while (ports.length < n && p < 32_000) {
+    const port = p++;
+    const free = await new Promise<boolean>((resolve) => {
+      const s = dgram.createSocket('udp4');
+      s.once('error', () => resolve(false));
+      s.bind(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (free) ports.push(port);
+  }
+  if (ports.length < n) throw new Error(`only ${ports.length} free source ports`);
+  return ports;
 }

@@ -2,7 +2,7 @@ import { type ChildProcess, fork } from 'node:child_process';
 import dgram from 'node:dgram';
 import { fileURLToPath } from 'node:url';
 import { checkEncoder, Fleet } from './fleet.ts';
-import { buildSendmmsg, runSendmmsg } from './native-sender.ts';
+import { buildSendmmsg, pickSourcePorts, runSendmmsg } from './native-sender.ts';
 
 /**
  * The fleet's driver apps as one process: encodes each run's datagrams ahead of time (the phones'
@@ -116,27 +116,6 @@ export class Sender {
 }
 
 // ---- the child process ----
-
-/**
- * Free UDP ports on 127.0.0.1 below the usual ephemeral range, so no test daemon picks them meanwhile;
- * each seed starts its own block of 64, so two senders of one benchmark do not pick the same ports (the
- * native engine binds them only while it sends).
- */
-async function pickSourcePorts(n: number, seed: number): Promise<number[]> {
-  const ports: number[] = [];
-  let p = 20_000 + (seed % 150) * 64;
-  while (ports.length < n && p < 32_000) {
-    const port = p++;
-    const free = await new Promise<boolean>((resolve) => {
-      const s = dgram.createSocket('udp4');
-      s.once('error', () => resolve(false));
-      s.bind(port, '127.0.0.1', () => s.close(() => resolve(true)));
-    });
-    if (free) ports.push(port);
-  }
-  if (ports.length < n) throw new Error(`only ${ports.length} free source ports`);
-  return ports;
-}
 
 async function child(): Promise<void> {
   let fleet: Fleet | null = null;

@@ -1,7 +1,7 @@
 import { fork } from 'node:child_process';
 import dgram from 'node:dgram';
 import { fileURLToPath } from 'node:url';
-import { runSendmmsg } from '../../bench/support/native-sender.ts';
+import { pickSourcePorts, runSendmmsg } from '../../bench/support/native-sender.ts';
 import { encodeTrack } from '../../src/codec/encode.ts';
 
 /**
@@ -140,23 +140,6 @@ export function startSender(cfg: SenderConfig): {
   };
 }
 
-/** Free loopback UDP ports (bound, then let go for the native engine to bind). */
-async function freeUdpPorts(n: number): Promise<number[]> {
-  const socks = await Promise.all(
-    Array.from(
-      { length: n },
-      () =>
-        new Promise<dgram.Socket>((resolve) => {
-          const s = dgram.createSocket('udp4');
-          s.bind(0, '127.0.0.1', () => resolve(s));
-        }),
-    ),
-  );
-  const ports = socks.map((s) => s.address().port);
-  await Promise.all(socks.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
-  return ports;
-}
-
 /** The same load as startSender's, from the native engine at `rate` in all (0: flat out). */
 export async function startNativeSender(
   enginePath: string,
@@ -174,7 +157,8 @@ export async function startNativeSender(
   const run = runSendmmsg(enginePath, {
     port: cfg.port,
     rate: cfg.rate,
-    sourcePorts: await freeUdpPorts(cfg.sockets),
+    // A block of its own (seed 149), clear of the benchmarks' senders and of the ephemeral range.
+    sourcePorts: await pickSourcePorts(cfg.sockets, 149),
     maxSeconds: cfg.durationMs / 1000,
     loop: true,
     records,
