@@ -162,24 +162,25 @@ try {
       if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
       return (JSON.parse(text) as { drivers: unknown[] }).drivers.length;
     };
+  /** Redis's answer to query q: the K nearest ids within radius metres, nearest first. */
+  const geoSearch = async (c: (typeof redisClients)[number], q: number, radius: number): Promise<string[]> =>
+    (await c.call(
+      'GEOSEARCH',
+      GEO_KEY,
+      'FROMLONLAT',
+      lon(q),
+      lat(q),
+      'BYRADIUS',
+      String(radius),
+      'm',
+      'ASC',
+      'COUNT',
+      String(K),
+    )) as string[];
   const redisQuery =
     (radius: number) =>
     async (q: number, client = 0): Promise<number> => {
-      const c = redisClients[client]!;
-      const ids = (await c.call(
-        'GEOSEARCH',
-        GEO_KEY,
-        'FROMLONLAT',
-        lon(q),
-        lat(q),
-        'BYRADIUS',
-        String(radius),
-        'm',
-        'ASC',
-        'COUNT',
-        String(K),
-      )) as string[];
-      return ids.length;
+      return (await geoSearch(redisClients[client]!, q, radius)).length;
     };
 
   // Both answer the same question: compare the ids at rest, before any load. Redis stores positions as
@@ -196,19 +197,7 @@ try {
         headers: { authorization: `Bearer ${CLIENT}` },
       });
       const ours = ((await res.body.json()) as { drivers: Array<{ id: string }> }).drivers.map((d) => d.id);
-      const theirs = (await redisClients[0]!.call(
-        'GEOSEARCH',
-        GEO_KEY,
-        'FROMLONLAT',
-        lon(q),
-        lat(q),
-        'BYRADIUS',
-        String(radius),
-        'm',
-        'ASC',
-        'COUNT',
-        String(K),
-      )) as string[];
+      const theirs = await geoSearch(redisClients[0]!, q, radius);
       if (theirs.join() === ours.join()) sameOrder++;
       if ([...theirs].sort().join() === [...ours].sort().join()) sameSet++;
     }

@@ -44,17 +44,7 @@ function cityFixes(n: number): TrackFields[] {
   const out: TrackFields[] = [];
   for (let i = 0; i < n; i++) {
     fleet.step(i);
-    const bearing = ((Math.round((fleet.heading[i]! * 180) / Math.PI) % 360) + 360) % 360;
-    out.push({
-      session: (BigInt(fleet.hi[i]!) << 32n) | BigInt(i + 1),
-      lat: Math.round(fleet.lat[i]! * 1e6),
-      lon: Math.round(fleet.lon[i]! * 1e6),
-      time: fleet.time[i]!,
-      orderId: BigInt(fleet.orderId(i)),
-      cost: fleet.cost[i]!,
-      speed: Math.round(fleet.speed[i]! * 3.6),
-      bearing,
-    });
+    out.push(fleet.track(i));
   }
   return out;
 }

@@ -1,4 +1,4 @@
-import { encodeTrack } from '../../src/codec/encode.ts';
+import { encodeTrack, type TrackFields } from '../../src/codec/encode.ts';
 import { METRES_PER_DEGREE_LAT, metresPerDegreeLon } from '../../src/geo/distance.ts';
 import { mulberry32, Prng } from '../../test/support/prng.ts';
 
@@ -160,6 +160,20 @@ export class Fleet {
       bearing < 0 ? bearing + 360 : bearing,
     );
   }
+
+  /** Driver i's current fix as the wire contract's fields (what protobufjs's encodeTrack takes). */
+  track(i: number): TrackFields {
+    return {
+      session: (BigInt(this.hi[i]!) << 32n) | BigInt(i + 1),
+      lat: Math.round(this.lat[i]! * 1e6),
+      lon: Math.round(this.lon[i]! * 1e6),
+      time: this.time[i]!,
+      orderId: BigInt(this.orderId(i)),
+      cost: this.cost[i]!,
+      speed: Math.round(this.speed[i]! * 3.6),
+      bearing: ((Math.round((this.heading[i]! * 180) / Math.PI) % 360) + 360) % 360,
+    };
+  }
 }
 
 /**
@@ -244,16 +258,7 @@ export function checkEncoder(fleet: Fleet, count: number): void {
   const buf = new Uint8Array(64);
   for (let i = 0; i < Math.min(count, fleet.size); i++) {
     const n = fleet.encode(i, buf, 0);
-    const want = encodeTrack({
-      session: (BigInt(fleet.hi[i]!) << 32n) | BigInt(i + 1),
-      lat: Math.round(fleet.lat[i]! * 1e6),
-      lon: Math.round(fleet.lon[i]! * 1e6),
-      time: fleet.time[i]!,
-      orderId: BigInt(fleet.orderId(i)),
-      cost: fleet.cost[i]!,
-      speed: Math.round(fleet.speed[i]! * 3.6),
-      bearing: ((Math.round((fleet.heading[i]! * 180) / Math.PI) % 360) + 360) % 360,
-    });
+    const want = encodeTrack(fleet.track(i));
     const got = buf.subarray(0, n);
     if (Buffer.compare(got, want) !== 0) {
       throw new Error(
