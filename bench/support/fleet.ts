@@ -1,5 +1,7 @@
 import { encodeTrack, type TrackFields } from '../../src/codec/encode.ts';
+import { Fix } from '../../src/codec/fix.ts';
 import { METRES_PER_DEGREE_LAT, metresPerDegreeLon } from '../../src/geo/distance.ts';
+import { writeTrack } from '../../src/sim/wire.ts';
 import { mulberry32, Prng } from '../../test/support/prng.ts';
 
 /**
@@ -90,6 +92,8 @@ export class Fleet {
   readonly time: Uint32Array;
   readonly cost: Uint32Array;
   readonly hi: Uint32Array;
+  /** Scratch for encode(). */
+  readonly #fix = new Fix();
   readonly #rnd: Prng;
 
   constructor(size: number, seed: number, startTime: number) {
@@ -143,22 +147,27 @@ export class Fleet {
     if (this.busy(i)) this.cost[i] = this.cost[i]! + 3;
   }
 
-  /** Driver i's current fix as a Track datagram written at out[at..]; returns its length. */
+  /**
+   * Driver i's current fix as a Track datagram written at out[at..]; returns its length. The simulator's
+   * encoder (src/sim/wire.ts), not protobufjs's: the benchmarks encode millions of datagrams, and
+   * protobufjs costs about a microsecond each. `orderId` must be below 2^53.
+   */
   encode(i: number, out: Uint8Array, at: number): number {
+    const f = this.#fix;
+    f.reset();
+    f.sessionHi = this.hi[i]!;
+    f.sessionLo = i + 1;
+    f.lat = Math.round(this.lat[i]! * 1e6);
+    f.lon = Math.round(this.lon[i]! * 1e6);
+    f.time = this.time[i]!;
+    const order = this.orderId(i);
+    f.orderHi = Math.floor(order / 2 ** 32);
+    f.orderLo = order >>> 0;
+    f.cost = this.cost[i]!;
+    f.speed = Math.round(this.speed[i]! * 3.6);
     const bearing = Math.round((this.heading[i]! * 180) / Math.PI) % 360;
-    return encodeTrackInto(
-      out,
-      at,
-      this.hi[i]!,
-      i + 1,
-      Math.round(this.lat[i]! * 1e6),
-      Math.round(this.lon[i]! * 1e6),
-      this.time[i]!,
-      this.orderId(i),
-      this.cost[i]!,
-      Math.round(this.speed[i]! * 3.6),
-      bearing < 0 ? bearing + 360 : bearing,
-    );
+    f.bearing = bearing < 0 ? bearing + 360 : bearing;
+    return writeTrack(out, at, f);
   }
 
   /** Driver i's current fix as the wire contract's fields (what protobufjs's encodeTrack takes). */
@@ -177,81 +186,7 @@ export class Fleet {
 }
 
 /**
- * A Track encoder that writes straight into a buffer: the benchmarks encode millions of datagrams and
- * protobufjs's (src/codec/encode.ts) costs about a microsecond each. Fields in number order, zeros left
- * out, as protobufjs writes them: test it against encodeTrack with checkEncoder() before trusting it.
- * `orderId` must be below 2^53.
- */
-export function encodeTrackInto(
-  out: Uint8Array,
-  at: number,
-  sessionHi: number,
-  sessionLo: number,
-  lat: number,
-  lon: number,
-  time: number,
-  orderId: number,
-  cost: number,
-  speed: number,
-  bearing: number,
-): number {
-  let p = at;
-  out[p++] = 0x09; // field 1, fixed64, little-endian: low word first
-  out[p++] = sessionLo & 0xff;
-  out[p++] = (sessionLo >>> 8) & 0xff;
-  out[p++] = (sessionLo >>> 16) & 0xff;
-  out[p++] = sessionLo >>> 24;
-  out[p++] = sessionHi & 0xff;
-  out[p++] = (sessionHi >>> 8) & 0xff;
-  out[p++] = (sessionHi >>> 16) & 0xff;
-  out[p++] = sessionHi >>> 24;
-  if (lat !== 0) {
-    out[p++] = 0x10;
-    p = varint32(out, p, ((lat << 1) ^ (lat >> 31)) >>> 0);
-  }
-  if (lon !== 0) {
-    out[p++] = 0x18;
-    p = varint32(out, p, ((lon << 1) ^ (lon >> 31)) >>> 0);
-  }
-  if (time !== 0) {
-    out[p++] = 0x20;
-    p = varint32(out, p, time);
-  }
-  if (orderId !== 0) {
-    out[p++] = 0x28;
-    let v = orderId;
-    while (v >= 0x80) {
-      out[p++] = (v % 0x80) | 0x80;
-      v = Math.floor(v / 0x80);
-    }
-    out[p++] = v;
-  }
-  if (cost !== 0) {
-    out[p++] = 0x30;
-    p = varint32(out, p, cost);
-  }
-  if (speed !== 0) {
-    out[p++] = 0x38;
-    p = varint32(out, p, speed);
-  }
-  if (bearing !== 0) {
-    out[p++] = 0x40;
-    p = varint32(out, p, bearing);
-  }
-  return p - at;
-}
-
-function varint32(out: Uint8Array, p: number, v: number): number {
-  while (v >= 0x80) {
-    out[p++] = (v & 0x7f) | 0x80;
-    v >>>= 7;
-  }
-  out[p++] = v;
-  return p;
-}
-
-/**
- * Throws unless encodeTrackInto gives protobufjs's bytes (src/codec/encode.ts) for the current fix of
+ * Throws unless Fleet.encode gives protobufjs's bytes (src/codec/encode.ts) for the current fix of
  * the first `count` drivers: the benchmarks' datagrams are the wire contract's, byte for byte.
  */
 export function checkEncoder(fleet: Fleet, count: number): void {
