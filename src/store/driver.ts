@@ -1,3 +1,5 @@
+import type { NewTrack } from './new-track.ts';
+
 /**
  * A live driver. Every field is initialised in the constructor so that all drivers share one hidden
  * class: the hot path reads and writes them monomorphically. The driver is also the R-tree item (its
@@ -26,8 +28,8 @@ export class Driver {
 
   /** Server clock (ms) when the last fix was accepted: what idle expiry goes by. */
   seenAtMs = 0;
-  /** Consecutive fixes refused as too fast: enough of them in a row re-anchor the driver. */
-  jumps = 0;
+  /** Watches fixes refused as too fast for a consistent new track (src/store/new-track.ts); null while none is. */
+  track: NewTrack | null = null;
 
   /** The padded box the driver is indexed under in the R-tree (degrees; X is longitude). */
   minX = 0;

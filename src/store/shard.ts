@@ -6,18 +6,12 @@ import { haversineM } from '../geo/distance.ts';
 import { nearest, within } from '../geo/knn.ts';
 import { Reason, type ReasonCode } from '../ingest/reasons.ts';
 import { Driver, type DriverState, Trip, type TripEnd, type TripRecord, tripRecord } from './driver.ts';
+import { NewTrack } from './new-track.ts';
 import { TrackRings } from './track-rings.ts';
 import { U64Map } from './u64-map.ts';
 
 /** Metres per degree of latitude on the mean-radius sphere the distances use. */
 const M_PER_DEG = (6371008.8 * Math.PI) / 180;
-
-/**
- * After this many fixes in a row refused as too fast, the next one is accepted as a new anchor. Without
- * it one bad accepted fix (a cold GPS start far from the car) would make every good fix after it look
- * like a jump, and the driver would be stuck until it expired.
- */
-const JUMPS_BEFORE_REANCHOR = 5;
 
 /**
  * Padding bounds for the R-tree boxes, metres; see retunePadding(). The floor is set by the cost of a
@@ -128,12 +122,14 @@ export class Shard {
     if (d.time !== 0) {
       moved = haversineM(d.lat, d.lon, lat, lon);
       if (moved > this.#maxSpeedMps * (time - d.time)) {
-        if (++d.jumps <= JUMPS_BEFORE_REANCHOR) return Reason.tooFast;
+        // Refused, unless it completes a track consistent with itself (src/store/new-track.ts).
+        d.track ??= new NewTrack();
+        if (!d.track.offer(fix.lat, fix.lon, time, this.#maxSpeedMps)) return Reason.tooFast;
         // Re-anchor: the jump itself is not distance driven.
         moved = 0;
       }
     }
-    d.jumps = 0;
+    d.track = null;
 
     if (fix.orderHi !== d.orderHi || fix.orderLo !== d.orderLo) {
       if (d.trip !== null) this.#endTrip(d, 'order_changed');
