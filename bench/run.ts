@@ -50,6 +50,7 @@ const BENCHES: Bench[] = [
   { name: 'ingest', question: 'ingest against the ceiling', args: [], quickArgs: ['--quick'] },
   { name: 'query', question: 'queries against Redis GEO', args: [], quickArgs: ['--quick'] },
   { name: 'cost-growth', question: 'cost growth 10k to 1M', args: [], quickArgs: ['--quick'] },
+  { name: 'cold-start', question: 'a fleet coming back at once', args: [], quickArgs: ['--quick'] },
   // Last: its step up to 1M stops at the run's deadline (registering 1M sessions takes minutes here).
   { name: 'memory', question: 'memory per driver', args: [], quickArgs: ['--quick'] },
 ];
@@ -323,6 +324,53 @@ function querySection(r: any): { text: string; target: string } {
   return { text, target };
 }
 
+function coldStartSection(r: any): { text: string; target: string } {
+  if (r === null) return { text: 'No results yet: `node bench/cold-start.ts`.', target: 'not measured' };
+  const rows = r.runs.map((x: any) => [
+    x.mode === 'redis' ? 'Redis (sessions written by dispatch)' : 'no Redis (sessions in the primary)',
+    int(x.drivers),
+    x.secondsToLive === null ? `not all within ${x.rounds} rounds` : num(x.secondsToLive),
+    x.liveBySecond.map(int).join(', '),
+    Object.entries<number>(x.rejected)
+      .map(([k, v]) => `${k} ${int(v)}`)
+      .join(', ') || 'none',
+    int(x.kernelDrops),
+  ]);
+  const emb = r.runs.find((x: any) => x.mode === 'embedded');
+  const red = r.runs.find((x: any) => x.mode === 'redis');
+  const limit = r.capArithmeticS + 1;
+  const target =
+    emb === undefined || red === undefined
+      ? 'not measured'
+      : `${verdict(emb.secondsToLive !== null && emb.secondsToLive <= 3 && red.secondsToLive !== null && red.secondsToLive <= limit)}: ` +
+        `without Redis every driver live in ${num(emb.secondsToLive)} s (target ≤ 3 s), none refused as unknown; ` +
+        `with Redis in ${num(red.secondsToLive)} s (the cap's arithmetic: ${int(r.drivers)} / (${int(r.lookupCapPerWorker)} x ` +
+        `${r.workers} workers) = ${r.capArithmeticS} s, plus the second a throttled driver waits for its next fix: ≤ ${limit} s)`;
+  const text = [
+    stamp(r),
+    '',
+    table(
+      [
+        'sessions',
+        'drivers',
+        'seconds until every driver is live',
+        'live after 1, 2, ... s',
+        'refused on the way',
+        'kernel drops',
+      ],
+      rows,
+    ),
+    '',
+    `${r.workers} workers. The sender sends every driver's fix once a second (${int(r.drivers)} datagrams a ` +
+      'second), from the first datagram until every driver is live; the time is from the first datagram until ' +
+      '`cabtrack_drivers` reaches the fleet (polled every 50 ms). With Redis the sessions are written straight to ' +
+      'Redis, as dispatch does (through the API the workers would have them cached, which a restarted daemon has ' +
+      'not), and each worker looks up at most `CABTRACK_SESSION_LOOKUPS_PER_S` a second; the rest are refused as ' +
+      '`throttled` and looked up at their next fix. Kernel drops: the sender, the daemon and Redis share two cores.',
+  ].join('\n');
+  return { text, target };
+}
+
 function memorySection(r: any): { text: string; target: string } {
   if (r === null) return { text: 'No results yet: `node bench/memory.ts`.', target: 'not measured' };
   const procs = (xs: number[]): string => xs.map((b) => int(b)).join(' + ');
@@ -565,6 +613,7 @@ function readme(ran: Outcome[], seconds: number): string {
   const memory = memorySection(load('memory'));
   const cost = costSection(load('cost-growth'));
   const wire = wireSection(load('wire-size'));
+  const cold = coldStartSection(load('cold-start'));
   const failed = (last?.outcomes ?? []).filter((o) => o.exitCode !== 0);
   return `# Benchmarks
 
@@ -593,6 +642,12 @@ baseline from the same run rather than with another day's figure.
 | Memory: < 1 KiB of RSS per driver at 1M drivers, rings included | ${memory.target} |
 | Cost per datagram at 1M drivers ≤ 1.5x the cost at 10k | ${cost.target} |
 
+## Targets (issue 12)
+
+| target | result |
+|---|---|
+| A 100k fleet whose first fixes arrive within one second is live again within 3 s without Redis, within the cap's arithmetic with it | ${cold.target} |
+
 ## 1. Ingest against the ceiling (\`bench/ingest.ts\`)
 
 ${ingest.text}
@@ -612,6 +667,10 @@ ${cost.text}
 ## 5. Wire size (\`bench/wire-size.ts\`)
 
 ${wire.text}
+
+## 6. Cold start (\`bench/cold-start.ts\`)
+
+${cold.text}
 
 ## Micro-benchmarks
 

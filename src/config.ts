@@ -28,6 +28,8 @@ export interface Config {
   readonly recvBufferBytes: number;
   readonly maxSpeedKmh: number;
   readonly finishedTrips: number;
+  /** With Redis: session lookups a second per worker, at most (past it fixes are refused as throttled). */
+  readonly sessionLookupsPerS: number;
   /** With Redis: how long a live driver's session goes without being checked against Redis, s. */
   readonly sessionRecheckS: number;
   /** How long the primary waits for workers' answers to a query. */
@@ -68,6 +70,7 @@ const SETTINGS: ReadonlyArray<readonly [keyof Config, string, Kind, number?, num
   ['maxSpeedKmh', 'CABTRACK_MAX_SPEED_KMH', 'positive', 1, 2000],
   ['finishedTrips', 'CABTRACK_FINISHED_TRIPS', 'count', 0, 100_000_000],
   ['sessionRecheckS', 'CABTRACK_SESSION_RECHECK_S', 'count', 1, 86_400],
+  ['sessionLookupsPerS', 'CABTRACK_SESSION_LOOKUPS_PER_S', 'count', 1, 10_000_000],
   ['queryTimeoutMs', 'CABTRACK_QUERY_TIMEOUT_MS', 'count', 10, 60_000],
   ['pathDeadlineMs', 'CABTRACK_PATH_DEADLINE_MS', 'count', 1, 10_000],
   ['osrmTimeoutMs', 'CABTRACK_OSRM_TIMEOUT_MS', 'count', 1, 60_000],

@@ -7,11 +7,11 @@ import { setImmediate as tick } from 'node:timers/promises';
 import t from 'tap';
 import type { Resolved } from '../src/sessions/fetching-registry.ts';
 import { PrimaryRegistry } from '../src/sessions/primary-registry.ts';
-import { FAILED, PENDING, type SessionInfo } from '../src/sessions/registry.ts';
+import { FAILED, PENDING, type SessionInfo, THROTTLED } from '../src/sessions/registry.ts';
 import { U64Map } from '../src/store/u64-map.ts';
 import { Prng } from './support/prng.ts';
 
-function setup(options: { lookupTimeoutMs?: number; up?: () => boolean } = {}) {
+function setup(options: { lookupTimeoutMs?: number; up?: () => boolean; maxInFlight?: number } = {}) {
   const primary = new U64Map<SessionInfo>();
   /** Messages from the primary to the worker, in the order the primary sent them. */
   const channel: Array<() => void> = [];
@@ -25,6 +25,7 @@ function setup(options: { lookupTimeoutMs?: number; up?: () => boolean } = {}) {
     now: () => now,
     onResolved: (hi, lo, r) => answers.push([hi, lo, r]),
     ...(options.lookupTimeoutMs === undefined ? {} : { lookupTimeoutMs: options.lookupTimeoutMs }),
+    ...(options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }),
   });
   /** The primary reads every ask that has reached it and queues its answers on the channel. */
   const primaryAnswers = (): void => {
@@ -151,20 +152,39 @@ t.test('no primary connection: FAILED at once', async (t) => {
   t.equal(s.asks.length, 0);
 });
 
-t.test('a flood of random sessions costs the primary a bounded number of lookups', async (t) => {
+t.test('a fleet coming back at once is not throttled: 100,000 first lookups in one burst', async (t) => {
+  // Issue 12: with a cap of 10,000 a second, half of a 100k fleet's first fixes after a restart were
+  // refused as unknown_session. The sessions are local: every one is asked for at once.
   const s = setup();
+  for (let i = 1; i <= 100_000; i++) s.primary.set(7, i, { driverId: `d${i}`, cab: `c${i}` });
+  let pending = 0;
+  for (let i = 1; i <= 100_000; i++) if (s.reg.lookup(7, i) === PENDING) pending++;
+  t.equal(pending, 100_000, 'every session asked for');
+  await tick();
+  s.primaryAnswers();
+  s.deliver();
+  t.equal(s.answers.filter(([, , r]) => r !== undefined && r !== FAILED).length, 100_000);
+  t.same(s.reg.outcomes, { cache_hit: 0, primary_hit: 100_000, unknown: 0, error: 0, rate_limited: 0 });
+});
+
+t.test('a flood of random sessions costs the primary at most the in-flight bound at a time', async (t) => {
+  const s = setup({ maxInFlight: 5000 });
   const rnd = new Prng(7);
   let pending = 0;
-  let limited = 0;
+  let throttled = 0;
   for (let i = 0; i < 50_000; i++) {
     const r = s.reg.lookup(rnd.int(0, 0xffffffff), rnd.int(0, 0xffffffff));
     if (r === PENDING) pending++;
-    else if (r === undefined) limited++;
+    else if (r === THROTTLED) throttled++;
   }
   await tick();
   const asked = s.asks.reduce((n, a) => n + a.his.length, 0);
   t.equal(asked, pending);
-  t.equal(asked, 10_000, 'one second of the bucket (10,000 a second)');
-  t.equal(limited, 40_000);
-  t.equal(s.reg.outcomes['rate_limited'], 40_000);
+  t.equal(asked, 5000, 'the in-flight bound');
+  t.equal(throttled, 45_000, 'the rest throttled, not called unknown');
+  t.equal(s.reg.outcomes['rate_limited'], 45_000);
+  // Once the primary has answered, the next ones are asked for.
+  s.primaryAnswers();
+  s.deliver();
+  t.equal(s.reg.lookup(1, 1), PENDING);
 });

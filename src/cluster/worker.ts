@@ -13,7 +13,7 @@ import { PathMatcher } from '../paths/path-matcher.ts';
 import { connectRedis } from '../redis/connect.ts';
 import { PrimaryRegistry } from '../sessions/primary-registry.ts';
 import { RedisRegistry } from '../sessions/redis-registry.ts';
-import { FAILED, PENDING, type SessionInfo } from '../sessions/registry.ts';
+import { FAILED, PENDING, type SessionInfo, THROTTLED } from '../sessions/registry.ts';
 import type { Driver, DriverState, TripRecord } from '../store/driver.ts';
 import { tripRecord } from '../store/driver.ts';
 import { Shard } from '../store/shard.ts';
@@ -79,6 +79,7 @@ export function startWorker(config: Config): void {
         })
       : new RedisRegistry({
           redis,
+          lookupsPerSecond: config.sessionLookupsPerS,
           now: () => clock.nowMs,
           onResolved: (hi, lo, result) => resolved(hi, lo, result),
           onRevoked: (hi, lo) => revoked(hi, lo),
@@ -146,6 +147,7 @@ export function startWorker(config: Config): void {
     if (info === undefined) reject(Reason.unknownSession);
     else if (info === FAILED) reject(Reason.lookupFailed);
     else if (info === PENDING) wait();
+    else if (info === THROTTLED) reject(Reason.throttled);
     else known(info);
   };
 

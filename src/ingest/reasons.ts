@@ -27,6 +27,12 @@ export const Reason = {
   lookupFailed: 10,
   /** The fix waited for a session lookup and the wait queue was full. */
   queueFull: 11,
+  /**
+   * The session was not looked up: over the worker's cap on lookups a second
+   * (CABTRACK_SESSION_LOOKUPS_PER_S, with Redis), or too many lookups already waiting. Not a verdict on
+   * the session: the app's next fix is looked up again.
+   */
+  throttled: 12,
 } as const;
 
 export type ReasonCode = (typeof Reason)[keyof typeof Reason];
@@ -45,6 +51,7 @@ export const reasonNames: readonly string[] = [
   'unknown_session',
   'lookup_failed',
   'queue_full',
+  'throttled',
 ];
 
 /** A datagram longer than this is refused unread (a realistic fix is at most 42 bytes). */

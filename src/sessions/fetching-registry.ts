@@ -1,5 +1,5 @@
 import { U64Map } from '../store/u64-map.ts';
-import { FAILED, type Lookup, PENDING, type SessionInfo, type SessionRegistry } from './registry.ts';
+import { FAILED, type Lookup, PENDING, type SessionInfo, type SessionRegistry, THROTTLED } from './registry.ts';
 
 /** What `onResolved` is told for a lookup that answered PENDING. */
 export type Resolved = SessionInfo | undefined | typeof FAILED;
@@ -31,8 +31,10 @@ export interface LookupOptions {
   negativeMax?: number;
   /** How long an unknown session is refused without asking again, ms. */
   negativeTtlMs?: number;
-  /** Fetches per second, at most (a token bucket). */
+  /** Fetches per second, at most (a token bucket); Infinity for none (see maxInFlight). */
   lookupsPerSecond?: number;
+  /** Sessions queued or being fetched, at most; past it lookups are THROTTLED. */
+  maxInFlight?: number;
   /** Fetches that may be spent at once after a quiet spell (the bucket's size). */
   lookupBurst?: number;
   /** A fetch not answered by then is reported FAILED, ms. */
@@ -60,11 +62,20 @@ const FETCH_DEFAULTS = {
   // batches, so a flood of random sessions cannot take the source away from the fleet.
   lookupsPerSecond: 10_000,
   lookupTimeoutMs: 1_000,
+  // Far above what one batch per event-loop turn carries at the cap; a bound on memory when the source
+  // answers slowly, not a limit anyone should meet.
+  maxInFlight: 100_000,
 } as const;
 
-function positiveOption(owner: string, value: unknown, name: string, fallback: number): number {
+function positiveOption(
+  owner: string,
+  value: unknown,
+  name: string,
+  fallback: number,
+  infinite = false,
+): number {
   const v = value ?? fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0) {
+  if (typeof v !== 'number' || Number.isNaN(v) || v <= 0 || (!infinite && v === Number.POSITIVE_INFINITY)) {
     throw new RangeError(`${owner} option ${name} must be a positive number, got ${String(v)}`);
   }
   return v;
@@ -79,7 +90,8 @@ function positiveOption(owner: string, value: unknown, name: string, fallback: n
  *   unknown cache hit ───────────────────────────▶ undefined
  *   already being fetched ───────────────────────▶ PENDING
  *   source not up ───────────────────────────────▶ FAILED
- *   no token left this second ───────────────────▶ undefined (rate_limited)
+ *   no token left this second, or ───────────────▶ THROTTLED (rate_limited)
+ *     maxInFlight sessions already waiting
  *   otherwise: queue a fetch ────────────────────▶ PENDING, then onResolved(hi, lo, info | undefined | FAILED)
  *
  * Queued lookups go to the source as one batch per event-loop turn. Each unknown session costs at most
@@ -108,6 +120,7 @@ export class FetchingRegistry implements SessionRegistry {
   readonly #burst: number;
   #tokens: number;
   #refilledAt: number;
+  readonly #maxInFlight: number;
   #closed = false;
   readonly #flush = (): void => this.#send();
 
@@ -115,7 +128,7 @@ export class FetchingRegistry implements SessionRegistry {
     if (options.source == null) throw new TypeError('FetchingRegistry needs a source');
     if (typeof options.onResolved !== 'function') throw new TypeError('FetchingRegistry needs onResolved');
     const opt = (name: keyof typeof FETCH_DEFAULTS | 'lookupBurst', fallback: number): number =>
-      positiveOption('session registry', options[name], name, fallback);
+      positiveOption('session registry', options[name], name, fallback, name === 'lookupsPerSecond' || name === 'lookupBurst');
     this.#hit = options.hitOutcome;
     this.outcomes = { cache_hit: 0, [this.#hit]: 0, unknown: 0, error: 0, rate_limited: 0 };
     this.#source = options.source;
@@ -135,6 +148,7 @@ export class FetchingRegistry implements SessionRegistry {
     this.#tokens = this.#burst;
     this.#refilledAt = this.#now();
     this.#timeoutMs = opt('lookupTimeoutMs', FETCH_DEFAULTS.lookupTimeoutMs);
+    this.#maxInFlight = opt('maxInFlight', FETCH_DEFAULTS.maxInFlight);
   }
 
   /** Sessions cached as known, and as unknown: for tests and debugging. */
@@ -158,10 +172,10 @@ export class FetchingRegistry implements SessionRegistry {
       this.outcomes['error']!++;
       return FAILED;
     }
-    if (!this.#take(now)) {
+    if (this.#inflight.size >= this.#maxInFlight || !this.#take(now)) {
       // Not negative-cached: the session may be real (a login storm); the app sends again in a second.
       this.outcomes['rate_limited']!++;
-      return undefined;
+      return THROTTLED;
     }
     this.#inflight.set(hi, lo, new InFlight(this.#batch + 1));
     this.#queueHi.push(hi >>> 0);
@@ -214,6 +228,7 @@ export class FetchingRegistry implements SessionRegistry {
   }
 
   #take(now: number): boolean {
+    if (this.#rate === Number.POSITIVE_INFINITY) return true;
     const elapsed = now - this.#refilledAt;
     if (elapsed > 0) {
       this.#tokens = Math.min(this.#burst, this.#tokens + elapsed * this.#rate);

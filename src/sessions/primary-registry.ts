@@ -15,6 +15,9 @@ export interface PrimaryRegistryOptions {
   onResolved: (hi: number, lo: number, result: Resolved) => void;
   now?: () => number;
   lookupTimeoutMs?: number;
+  /** See LookupOptions. Infinity by default: see the class. */
+  lookupsPerSecond?: number;
+  maxInFlight?: number;
 }
 
 /**
@@ -43,6 +46,11 @@ export class PrimaryRegistry implements SessionRegistry {
       onResolved: options.onResolved,
       now: this.#now,
       ...(options.lookupTimeoutMs === undefined ? {} : { lookupTimeoutMs: options.lookupTimeoutMs }),
+      // No cap a second: the sessions are local, and a fleet coming back after a restart (100k first
+      // fixes within a second) is looked up as fast as the primary answers; 10,000 a second refused half
+      // of it as unknown (issue 12). What bounds a flood is the in-flight limit and the negative cache.
+      lookupsPerSecond: options.lookupsPerSecond ?? Number.POSITIVE_INFINITY,
+      ...(options.maxInFlight === undefined ? {} : { maxInFlight: options.maxInFlight }),
       source: {
         up: options.up,
         fetch: (his, los, settle) => {

@@ -11,7 +11,13 @@ export interface SessionInfo {
  */
 export const PENDING = 'pending';
 export const FAILED = 'failed';
-export type Lookup = SessionInfo | undefined | typeof PENDING | typeof FAILED;
+/**
+ * Not looked up: over the per-worker cap on lookups (or, with the primary as the source, too many
+ * waiting for it). The session may be perfectly good (a fleet coming back after a restart), so it is
+ * not remembered as unknown: the app's next fix, a second later, is looked up again.
+ */
+export const THROTTLED = 'throttled';
+export type Lookup = SessionInfo | undefined | typeof PENDING | typeof FAILED | typeof THROTTLED;
 
 export interface SessionRegistry {
   lookup(hi: number, lo: number): Lookup;
