@@ -155,10 +155,12 @@ t.test('a flood of random sessions: bounded Redis lookups, and every fleet fix a
   t.equal(
     s.rejectedFor('unknown_session') +
       s.rejectedFor('lookup_failed') +
-      s.rejectedFor('queue_full') -
+      s.rejectedFor('queue_full') +
+      s.rejectedFor('throttled') -
       before.rejectedFor('unknown_session') -
       before.rejectedFor('lookup_failed') -
-      before.rejectedFor('queue_full'),
+      before.rejectedFor('queue_full') -
+      before.rejectedFor('throttled'),
     order.length,
     'every flood datagram refused for its session',
   );
