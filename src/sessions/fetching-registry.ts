@@ -1,5 +1,12 @@
 import { U64Map } from '../store/u64-map.ts';
-import { FAILED, type Lookup, PENDING, type SessionInfo, type SessionRegistry, THROTTLED } from './registry.ts';
+import {
+  FAILED,
+  type Lookup,
+  PENDING,
+  type SessionInfo,
+  type SessionRegistry,
+  THROTTLED,
+} from './registry.ts';
 
 /** What `onResolved` is told for a lookup that answered PENDING. */
 export type Resolved = SessionInfo | undefined | typeof FAILED;
@@ -128,7 +135,13 @@ export class FetchingRegistry implements SessionRegistry {
     if (options.source == null) throw new TypeError('FetchingRegistry needs a source');
     if (typeof options.onResolved !== 'function') throw new TypeError('FetchingRegistry needs onResolved');
     const opt = (name: keyof typeof FETCH_DEFAULTS | 'lookupBurst', fallback: number): number =>
-      positiveOption('session registry', options[name], name, fallback, name === 'lookupsPerSecond' || name === 'lookupBurst');
+      positiveOption(
+        'session registry',
+        options[name],
+        name,
+        fallback,
+        name === 'lookupsPerSecond' || name === 'lookupBurst',
+      );
     this.#hit = options.hitOutcome;
     this.outcomes = { cache_hit: 0, [this.#hit]: 0, unknown: 0, error: 0, rate_limited: 0 };
     this.#source = options.source;
