@@ -24,9 +24,22 @@ export interface WorkerMetrics {
   osrmRequest(outcome: string, seconds: number): void;
 }
 
+/**
+ * prom-client's gauges of totals that it names `_total`, which Prometheus reserves for counters
+ * (`promtool check metrics` refuses them). Each is the sum over `type` of the gauge of the same name
+ * without `_total` that prom-client also exports (`cabtrack_nodejs_active_handles{type}`), so dropping
+ * them loses nothing, and the name a rename would take is that gauge's.
+ */
+const TOTAL_GAUGES = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
+
 /** prom-client's process and Node.js metrics, plus the live heap (summed over the processes when merged). */
 function processMetrics(register: Registry): void {
   collectDefaultMetrics({ register, prefix: 'cabtrack_' });
+  for (const name of TOTAL_GAUGES) register.removeSingleMetric(`cabtrack_${name}`);
   const heap = new LiveHeap();
   new Gauge({
     name: 'cabtrack_nodejs_heap_live_bytes',
