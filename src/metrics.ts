@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { AggregatorRegistry, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { IngestCounters } from './ingest/counters.ts';
 import { reasonNames } from './ingest/reasons.ts';
+import { udpDrops } from './ingest/udp-drops.ts';
 import { LiveHeap } from './live-heap.ts';
 import { OSRM_OUTCOMES } from './osrm/client.ts';
 import type { PathCounters } from './paths/path-matcher.ts';
@@ -275,9 +278,12 @@ export function primaryMetrics(
   sessions: () => number,
   workersUp: () => number,
   directory: () => number,
+  /** The workers' UDP port, whose kernel drops the primary reads. */
+  udpPort: number,
 ): PrimaryMetrics {
   const register = new Registry();
   processMetrics(register);
+  addKernelDropMetrics(register, udpPort);
   const opts = { registers: [register] };
   new Gauge({
     name: 'cabtrack_sessions',
@@ -323,6 +329,39 @@ export function primaryMetrics(
       ...opts,
     }),
   };
+}
+
+const UDP_TABLES = ['/proc/net/udp', '/proc/net/udp6'];
+
+/**
+ * Kernel drops on the daemon's UDP port (src/ingest/udp-drops.ts), read by the primary when scraped:
+ * it shares the workers' network namespace, so it sees their sockets, and no worker needs to answer.
+ * Not registered without a /proc/net/udp that has the drops column (not Linux): an absent metric
+ * rather than a 0 that means nothing.
+ */
+function addKernelDropMetrics(register: Registry, udpPort: number): void {
+  let table: string;
+  try {
+    table = readFileSync(UDP_TABLES[0]!, 'utf8');
+  } catch {
+    return;
+  }
+  if (udpDrops(table, udpPort) === null) return;
+  new Counter({
+    name: 'cabtrack_udp_kernel_drops_total',
+    help: "Datagrams the kernel dropped on the daemon's UDP port before a worker read them (a full receive buffer), from /proc/net/udp and udp6.",
+    registers: [register],
+    async collect() {
+      let drops = 0;
+      for (const file of UDP_TABLES) {
+        // No udp6 table on a kernel without IPv6: no sockets there.
+        const text = await readFile(file, 'utf8').catch(() => '');
+        drops += udpDrops(text, udpPort) ?? 0;
+      }
+      this.reset();
+      this.inc(drops);
+    },
+  });
 }
 
 /** Merges the workers' metrics (as getMetricsAsJSON() gave them) with the primary's. */
