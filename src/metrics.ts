@@ -19,6 +19,8 @@ export interface WorkerGauges {
   activeTrips(): number;
   paddingM(): number;
   recvBufferBytes(): number;
+  /** True while the OSRM client's circuit breaker keeps calls away (open or half-open); false without OSRM. */
+  osrmBreakerOpen(): boolean;
 }
 
 export interface WorkerMetrics {
@@ -174,6 +176,14 @@ export function workerRegistry(c: IngestCounters, g: WorkerGauges, paths: PathCo
     ...opts,
   });
   for (const outcome of OSRM_OUTCOMES) osrmTotal.inc({ outcome }, 0);
+  new Gauge({
+    name: 'cabtrack_osrm_breaker_open',
+    help: 'Workers whose OSRM circuit breaker is open (calls refused: OSRM failed 5 times in a row), summed over the workers.',
+    ...opts,
+    collect() {
+      this.set(g.osrmBreakerOpen() ? 1 : 0);
+    },
+  });
   const osrmDuration = new Histogram({
     name: 'cabtrack_osrm_request_duration_seconds',
     help: 'OSRM /match call duration (calls that reached the network).',
