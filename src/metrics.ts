@@ -1,6 +1,9 @@
+import { readFileSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { AggregatorRegistry, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { IngestCounters } from './ingest/counters.ts';
 import { reasonNames } from './ingest/reasons.ts';
+import { udpDrops } from './ingest/udp-drops.ts';
 import { LiveHeap } from './live-heap.ts';
 import { OSRM_OUTCOMES } from './osrm/client.ts';
 import type { PathCounters } from './paths/path-matcher.ts';
@@ -16,6 +19,8 @@ export interface WorkerGauges {
   activeTrips(): number;
   paddingM(): number;
   recvBufferBytes(): number;
+  /** True while the OSRM client's circuit breaker keeps calls away (open or half-open); false without OSRM. */
+  osrmBreakerOpen(): boolean;
 }
 
 export interface WorkerMetrics {
@@ -24,9 +29,22 @@ export interface WorkerMetrics {
   osrmRequest(outcome: string, seconds: number): void;
 }
 
+/**
+ * prom-client's gauges of totals that it names `_total`, which Prometheus reserves for counters
+ * (`promtool check metrics` refuses them). Each is the sum over `type` of the gauge of the same name
+ * without `_total` that prom-client also exports (`cabtrack_nodejs_active_handles{type}`), so dropping
+ * them loses nothing, and the name a rename would take is that gauge's.
+ */
+const TOTAL_GAUGES = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
+
 /** prom-client's process and Node.js metrics, plus the live heap (summed over the processes when merged). */
 function processMetrics(register: Registry): void {
   collectDefaultMetrics({ register, prefix: 'cabtrack_' });
+  for (const name of TOTAL_GAUGES) register.removeSingleMetric(`cabtrack_${name}`);
   const heap = new LiveHeap();
   new Gauge({
     name: 'cabtrack_nodejs_heap_live_bytes',
@@ -158,6 +176,14 @@ export function workerRegistry(c: IngestCounters, g: WorkerGauges, paths: PathCo
     ...opts,
   });
   for (const outcome of OSRM_OUTCOMES) osrmTotal.inc({ outcome }, 0);
+  new Gauge({
+    name: 'cabtrack_osrm_breaker_open',
+    help: 'Workers whose OSRM circuit breaker is open (calls refused: OSRM failed 5 times in a row), summed over the workers.',
+    ...opts,
+    collect() {
+      this.set(g.osrmBreakerOpen() ? 1 : 0);
+    },
+  });
   const osrmDuration = new Histogram({
     name: 'cabtrack_osrm_request_duration_seconds',
     help: 'OSRM /match call duration (calls that reached the network).',
@@ -262,9 +288,12 @@ export function primaryMetrics(
   sessions: () => number,
   workersUp: () => number,
   directory: () => number,
+  /** The workers' UDP port, whose kernel drops the primary reads. */
+  udpPort: number,
 ): PrimaryMetrics {
   const register = new Registry();
   processMetrics(register);
+  addKernelDropMetrics(register, udpPort);
   const opts = { registers: [register] };
   new Gauge({
     name: 'cabtrack_sessions',
@@ -310,6 +339,39 @@ export function primaryMetrics(
       ...opts,
     }),
   };
+}
+
+const UDP_TABLES = ['/proc/net/udp', '/proc/net/udp6'];
+
+/**
+ * Kernel drops on the daemon's UDP port (src/ingest/udp-drops.ts), read by the primary when scraped:
+ * it shares the workers' network namespace, so it sees their sockets, and no worker needs to answer.
+ * Not registered without a /proc/net/udp that has the drops column (not Linux): an absent metric
+ * rather than a 0 that means nothing.
+ */
+function addKernelDropMetrics(register: Registry, udpPort: number): void {
+  let table: string;
+  try {
+    table = readFileSync(UDP_TABLES[0]!, 'utf8');
+  } catch {
+    return;
+  }
+  if (udpDrops(table, udpPort) === null) return;
+  new Counter({
+    name: 'cabtrack_udp_kernel_drops_total',
+    help: "Datagrams the kernel dropped on the daemon's UDP port before a worker read them (a full receive buffer), from /proc/net/udp and udp6.",
+    registers: [register],
+    async collect() {
+      let drops = 0;
+      for (const file of UDP_TABLES) {
+        // No udp6 table on a kernel without IPv6: no sockets there.
+        const text = await readFile(file, 'utf8').catch(() => '');
+        drops += udpDrops(text, udpPort) ?? 0;
+      }
+      this.reset();
+      this.inc(drops);
+    },
+  });
 }
 
 /** Merges the workers' metrics (as getMetricsAsJSON() gave them) with the primary's. */

@@ -3,6 +3,7 @@ import t from 'tap';
 import { encodeTrack } from '../src/codec/encode.ts';
 import { CLIENT, type Daemon, OPERATOR, Phone, startDaemon } from './support/daemon.ts';
 import { scrape, sleep } from './support/hostile-net.ts';
+import { daemonResponses } from './support/openapi.ts';
 
 /**
  * Hostile HTTP input on every endpoint, beyond the base table of test/daemon-http-errors.test.ts: each
@@ -412,6 +413,8 @@ t.test('each hostile request gets its status, code, parameter and message', asyn
     const method = row.method ?? 'GET';
     const res = await fetch(daemon.url + row.path, { method, headers, body: row.body });
     const text = await res.text();
+    // Raw headers need fetch here, not daemon.request(): hold the answer to the OpenAPI document too.
+    daemonResponses.check(method, row.path, { status: res.status, headers: res.headers, text });
     const label = `${method} ${row.path.slice(0, 70)}${row.body === undefined ? '' : ` ${row.body.slice(0, 40)}`}${
       row.auth === undefined ? '' : ` [${String(row.auth).slice(0, 20)}]`
     }`;

@@ -160,6 +160,7 @@ async function baseline(t: Test, h: Harness): Promise<void> {
     matched > 0 && h.proxy.requests > 0,
     `OSRM serving: ${matched} cars matched, ${h.proxy.requests} calls`,
   );
+  t.equal((await scrape(h.daemon)).get('cabtrack_osrm_breaker_open'), 0, 'OSRM serving: no breaker open');
 }
 
 // One daemon (and stand-in OSRM) per case, each breaker fresh; started together, since most of a start is
@@ -221,6 +222,9 @@ for (const [name, mode] of [
       s.get('cabtrack_osrm_requests_total', { outcome: 'breaker_open' }) > 0,
       'calls refused by the breaker are counted',
     );
+    // Still inside the 10 s cool-down: every worker that had cars to match has its breaker open.
+    const open = s.get('cabtrack_osrm_breaker_open');
+    t.ok(open >= 1 && open <= WORKERS, `the breaker gauge shows it (${open} of ${WORKERS} workers open)`);
     t.equal(s.get('cabtrack_worker_restarts_total'), 0, 'no worker died');
   });
 }
@@ -247,5 +251,6 @@ t.test('OSRM answering NoMatch: straight paths within the deadline, one call per
   );
   const s = await scrape(h.daemon);
   t.equal(s.get('cabtrack_osrm_requests_total', { outcome: 'breaker_open' }), 0, 'the breaker never opened');
+  t.equal(s.get('cabtrack_osrm_breaker_open'), 0, 'and the gauge says so');
   t.ok(s.get('cabtrack_osrm_requests_total', { outcome: 'nomatch' }) >= ROUNDS * DRIVERS, 'NoMatch counted');
 });

@@ -64,6 +64,7 @@ export async function startPrimary(config: Config): Promise<{ server: Server; st
     () => sessions.size,
     () => readyMembers().length,
     () => directory.size,
+    config.udpPort,
   );
   const tokens = resolveTokens(config);
   const redis = connectRedis(config, 'primary');

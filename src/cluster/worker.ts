@@ -115,6 +115,7 @@ export function startWorker(config: Config): void {
       activeTrips: () => shard.activeTrips,
       paddingM: () => shard.paddingM,
       recvBufferBytes: () => recvBufferBytes,
+      osrmBreakerOpen: () => osrm !== null && osrm.breakerState !== 'closed',
     },
     paths.counters,
   );

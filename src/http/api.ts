@@ -5,6 +5,17 @@ import { parseOrderId, parseSessionHex } from '../codec/session.ts';
 import { log } from '../log.ts';
 import type { TripRecord } from '../store/driver.ts';
 import { badParam, HttpError, notFound } from './errors.ts';
+import {
+  CURSOR_PATTERN,
+  DEFAULT_BBOX_LIMIT,
+  DEFAULT_K,
+  DEFAULT_RADIUS_M,
+  MAX_BBOX_LIMIT,
+  MAX_BODY_BYTES,
+  MAX_K,
+  MAX_RADIUS_M,
+} from './limits.ts';
+import { openApiJson } from './openapi.ts';
 import * as p from './params.ts';
 
 /** What the API needs from the cluster (the primary implements it by fanning out to the workers). */
@@ -43,12 +54,6 @@ export interface ApiOptions {
   tokens: Tokens;
   observe?: (route: string, method: string, status: number, seconds: number) => void;
 }
-
-/** Radius and k limits: a passenger's screen, not a census (bbox is the operators' tool for that). */
-export const MAX_K = 100;
-export const MAX_RADIUS_M = 50_000;
-export const MAX_BBOX_LIMIT = 1000;
-const MAX_BODY_BYTES = 4096;
 
 type Role = 'client' | 'operator' | 'public';
 
@@ -102,13 +107,18 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
       res.setHeader('content-type', m.contentType);
       return ['metrics', m.body, 200];
     }
+    if (path === '/openapi.json') {
+      allow(method, ['GET']);
+      res.setHeader('content-type', 'application/json');
+      return ['openapi', openApiJson, 200];
+    }
     if (path === '/v1/drivers/nearest') {
       allow(method, ['GET']);
       authorize(req, 'client');
       const lat = p.number(q, 'lat', -90, 90);
       const lon = p.number(q, 'lon', -180, 180);
-      const k = p.integer(q, 'k', 1, MAX_K, 10);
-      const radius = p.number(q, 'radius', 1, MAX_RADIUS_M, 3000);
+      const k = p.integer(q, 'k', 1, MAX_K, DEFAULT_K);
+      const radius = p.number(q, 'radius', 1, MAX_RADIUS_M, DEFAULT_RADIUS_M);
       const free = p.flag(q, 'free');
       const path = p.flag(q, 'path');
       return ['nearest', { drivers: await backend.nearest(lat, lon, k, radius, free, path) }, 200];
@@ -117,7 +127,7 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
       allow(method, ['GET']);
       authorize(req, 'operator');
       const box = p.bbox(q, 'bbox');
-      const limit = p.integer(q, 'limit', 1, MAX_BBOX_LIMIT, 100);
+      const limit = p.integer(q, 'limit', 1, MAX_BBOX_LIMIT, DEFAULT_BBOX_LIMIT);
       const cursor = p.single(q, 'cursor') ?? '';
       const after = cursor === '' ? '' : decodeCursor(cursor);
       const found = await backend.bbox(box, after, limit);
@@ -272,12 +282,14 @@ function field(body: Record<string, unknown>, name: string): string {
   return v;
 }
 
+const CURSOR = new RegExp(CURSOR_PATTERN);
+
 /** Page cursors are opaque to clients: the last driver id of the page, base64url. */
 function encodeCursor(id: string): string {
   return Buffer.from(id, 'utf8').toString('base64url');
 }
 
 function decodeCursor(cursor: string): string {
-  if (!/^[A-Za-z0-9_-]{1,128}$/.test(cursor)) throw badParam('cursor', 'is not a cursor this API gave out');
+  if (!CURSOR.test(cursor)) throw badParam('cursor', 'is not a cursor this API gave out');
   return Buffer.from(cursor, 'base64url').toString('utf8');
 }

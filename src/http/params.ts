@@ -74,7 +74,8 @@ export function bbox(q: URLSearchParams, name: string): [number, number, number,
 }
 
 /** Driver ids and cab numbers: what dispatch systems use, and safe in paths, logs and Redis keys. */
-const ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+export const ID_PATTERN = '^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$';
+const ID = new RegExp(ID_PATTERN);
 
 /** An id from a path segment (percent-encoded). */
 export function id(raw: string, name: string): string {

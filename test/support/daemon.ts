@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import dgram from 'node:dgram';
 import { createServer } from 'node:net';
 import { fileURLToPath } from 'node:url';
+import { daemonResponses } from './openapi.ts';
 
 /**
  * Runs the real daemon as a child process on free loopback ports and talks to it over real UDP and
@@ -80,6 +81,9 @@ export class Daemon {
     }
     const res = await fetch(this.url + path, { method, headers, body });
     const text = await res.text();
+    // Every answer a test gets is held to the OpenAPI document (GET /openapi.json): a mismatch throws,
+    // naming the route and the schema path, so the document cannot drift from the daemon.
+    daemonResponses.check(method, path, { status: res.status, headers: res.headers, text });
     let parsed: unknown = null;
     if ((res.headers.get('content-type') ?? '').includes('json') && text !== '') parsed = JSON.parse(text);
     return { status: res.status, headers: res.headers, body: parsed, text };

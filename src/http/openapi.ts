@@ -1,0 +1,577 @@
+import {
+  CURSOR_PATTERN,
+  DEFAULT_BBOX_LIMIT,
+  DEFAULT_K,
+  DEFAULT_RADIUS_M,
+  MAX_BBOX_LIMIT,
+  MAX_BODY_BYTES,
+  MAX_K,
+  MAX_RADIUS_M,
+} from './limits.ts';
+import { ID_PATTERN } from './params.ts';
+
+/**
+ * The HTTP API as an OpenAPI 3.1 document, served at GET /openapi.json. Its limits come from the same
+ * constants the handlers use (src/http/limits.ts), and the daemon tests validate every response they get
+ * against it (test/support/openapi.ts), so a response the document does not describe fails a test.
+ *
+ * Schemas are JSON Schema 2020-12 (OpenAPI 3.1's dialect) and closed (`additionalProperties` or
+ * `unevaluatedProperties` false): a field the API starts sending has to be documented here first.
+ */
+
+const ref = (name: string): { $ref: string } => ({ $ref: `#/components/schemas/${name}` });
+const response = (name: string): { $ref: string } => ({ $ref: `#/components/responses/${name}` });
+const json = (schema: object): { 'application/json': { schema: object } } => ({
+  'application/json': { schema },
+});
+
+const UINT32 = { type: 'integer', minimum: 0, maximum: 4_294_967_295 } as const;
+const UNIX_S = { ...UINT32, description: 'Unix seconds (the fix time the app reported).' };
+
+/** An error answer whose `code` is one of these (the status says which family). */
+function errorResponse(description: string, codes: string[], headers?: object): object {
+  return {
+    description,
+    ...(headers === undefined ? {} : { headers }),
+    content: json({
+      type: 'object',
+      allOf: [ref('Error')],
+      properties: { error: { type: 'object', properties: { code: { enum: codes } } } },
+    }),
+  };
+}
+
+/** 400 for any malformed parameter, plus a request target that is not a URL or a client that hung up. */
+const BAD_REQUEST_CODES = ['invalid_parameter', 'invalid_json', 'bad_request', 'aborted'];
+
+const idParam = (name: string, what: string): object => ({
+  name,
+  in: 'path',
+  required: true,
+  description: `${what}: 1-64 characters of A-Z a-z 0-9 . _ : - starting with a letter or digit (percent-decoded).`,
+  schema: ref('Id'),
+});
+
+const sessionParam = {
+  name: 'session',
+  in: 'path',
+  required: true,
+  description: "The session token as 16 lowercase hex digits (the Track datagram's fixed64), not zero.",
+  schema: ref('Session'),
+};
+
+const CLIENT = [{ clientToken: [] }, { operatorToken: [] }];
+const OPERATOR = [{ operatorToken: [] }];
+const PUBLIC: object[] = [];
+
+/** The errors every operator route can answer: auth, then its parameters, then a bug. */
+const operatorErrors = {
+  '400': response('BadRequest'),
+  '401': response('Unauthorized'),
+  '403': response('Forbidden'),
+  '500': response('InternalError'),
+};
+
+const driverDetail = {
+  '200': { description: 'The driver.', content: json(ref('DriverDetail')) },
+  ...operatorErrors,
+  '404': response('NotFound'),
+};
+
+const removed = {
+  '204': { description: 'Removed; its sessions are revoked, so its next datagram does not bring it back.' },
+  ...operatorErrors,
+  '404': response('NotFound'),
+  '503': response('Unavailable'),
+};
+
+const healthBody = (name: string, description: string, extra: object): object => ({
+  type: 'object',
+  description,
+  required: ['status', 'workers'],
+  properties: {
+    status: { enum: ['ok', 'unavailable'] },
+    workers: { type: 'integer', minimum: 0, description: 'Workers running and bound to the UDP port.' },
+    ...extra,
+  },
+  additionalProperties: false,
+  title: name,
+});
+
+const health = (summary: string, schema: string, ok: string, down: string): object => {
+  const responses = {
+    '200': { description: ok, content: json(ref(schema)) },
+    '503': { description: down, content: json(ref(schema)) },
+  };
+  return {
+    get: { operationId: schema.toLowerCase(), summary, security: PUBLIC, responses },
+    head: {
+      operationId: `${schema.toLowerCase()}Head`,
+      summary: `${summary} (status only)`,
+      security: PUBLIC,
+      responses: { '200': { description: ok }, '503': { description: down } },
+    },
+  };
+};
+
+export const openApiDocument = {
+  openapi: '3.1.0',
+  info: {
+    title: 'cabtrack',
+    version: '0.1.0',
+    summary: 'Live positions of taxi and delivery fleets.',
+    description:
+      'Driver apps send one protobuf `Track` datagram a second over UDP (see proto/track.proto); this API ' +
+      'answers client apps (nearest cars) and operators (drivers in a box, by id or cab, trips, sessions).\n\n' +
+      'Errors are `{"error":{"code","message","parameter"?}}`. Checks run in this order: the method (405, ' +
+      'with an `Allow` header), the token (401 missing or wrong, 403 a client token on an operator route), ' +
+      'then the parameters (400, naming the one at fault in `parameter`). A path not listed here answers ' +
+      '404 `not_found`, and a method a path does not list answers 405 `method_not_allowed`, both with the ' +
+      'Error body. A request target that is not a URL answers 400 `bad_request`.',
+    license: { name: 'MIT', identifier: 'MIT' },
+  },
+  servers: [{ url: '/' }],
+  security: PUBLIC,
+  paths: {
+    '/v1/drivers/nearest': {
+      get: {
+        operationId: 'nearestDrivers',
+        summary: 'The nearest drivers to a point, nearest first by great-circle distance',
+        security: CLIENT,
+        parameters: [
+          {
+            name: 'lat',
+            in: 'query',
+            required: true,
+            description: 'Latitude of the point, degrees.',
+            schema: { type: 'number', minimum: -90, maximum: 90 },
+          },
+          {
+            name: 'lon',
+            in: 'query',
+            required: true,
+            description: 'Longitude of the point, degrees.',
+            schema: { type: 'number', minimum: -180, maximum: 180 },
+          },
+          {
+            name: 'k',
+            in: 'query',
+            description: 'At most this many drivers.',
+            schema: { type: 'integer', minimum: 1, maximum: MAX_K, default: DEFAULT_K },
+          },
+          {
+            name: 'radius',
+            in: 'query',
+            description: 'Only drivers within this many metres.',
+            schema: { type: 'number', minimum: 1, maximum: MAX_RADIUS_M, default: DEFAULT_RADIUS_M },
+          },
+          {
+            name: 'free',
+            in: 'query',
+            description: 'Free cars only (order id 0).',
+            schema: ref('Flag'),
+          },
+          {
+            name: 'path',
+            in: 'query',
+            description:
+              "Add each driver's `path` along the roads from its previous fix to its current one, and " +
+              '`matched` (true when OSRM matched it; without OSRM, or past the deadline, a straight path).',
+            schema: ref('Flag'),
+          },
+        ],
+        responses: {
+          '200': {
+            description: 'The drivers, nearest first (ties by id).',
+            content: json({
+              type: 'object',
+              required: ['drivers'],
+              properties: { drivers: { type: 'array', maxItems: MAX_K, items: ref('NearestDriver') } },
+              additionalProperties: false,
+            }),
+          },
+          '400': response('BadRequest'),
+          '401': response('Unauthorized'),
+          '500': response('InternalError'),
+        },
+      },
+    },
+    '/v1/drivers': {
+      get: {
+        operationId: 'driversInBox',
+        summary: 'The drivers in a box, in id order, a page at a time',
+        security: OPERATOR,
+        parameters: [
+          {
+            name: 'bbox',
+            in: 'query',
+            required: true,
+            style: 'form',
+            explode: false,
+            description:
+              '`minLon,minLat,maxLon,maxLat`, degrees. minLat must not be greater than maxLat; ' +
+              'minLon greater than maxLon is a box across the date line.',
+            schema: {
+              type: 'array',
+              minItems: 4,
+              maxItems: 4,
+              prefixItems: [
+                { type: 'number', minimum: -180, maximum: 180 },
+                { type: 'number', minimum: -90, maximum: 90 },
+                { type: 'number', minimum: -180, maximum: 180 },
+                { type: 'number', minimum: -90, maximum: 90 },
+              ],
+              items: false,
+            },
+          },
+          {
+            name: 'limit',
+            in: 'query',
+            description: 'Drivers a page.',
+            schema: { type: 'integer', minimum: 1, maximum: MAX_BBOX_LIMIT, default: DEFAULT_BBOX_LIMIT },
+          },
+          {
+            name: 'cursor',
+            in: 'query',
+            description: 'The `next` of the previous page; absent or empty for the first.',
+            schema: { anyOf: [{ const: '' }, { type: 'string', pattern: CURSOR_PATTERN }] },
+          },
+        ],
+        responses: {
+          '200': {
+            description: 'A page of drivers.',
+            content: json({
+              type: 'object',
+              required: ['drivers', 'next'],
+              properties: {
+                drivers: { type: 'array', maxItems: MAX_BBOX_LIMIT, items: ref('Driver') },
+                next: {
+                  description: 'The cursor of the next page; null on the last one.',
+                  oneOf: [{ type: 'string', pattern: CURSOR_PATTERN }, { type: 'null' }],
+                },
+              },
+              additionalProperties: false,
+            }),
+          },
+          ...operatorErrors,
+        },
+      },
+    },
+    '/v1/drivers/{id}': {
+      parameters: [idParam('id', 'The driver id')],
+      get: {
+        operationId: 'getDriver',
+        summary: 'A driver, its recent points, its track along the roads and its current trip',
+        security: OPERATOR,
+        responses: driverDetail,
+      },
+      delete: {
+        operationId: 'deleteDriver',
+        summary: 'Removes the driver at once and revokes its sessions',
+        security: OPERATOR,
+        responses: removed,
+      },
+    },
+    '/v1/cabs/{cab}': {
+      parameters: [idParam('cab', 'The cab number')],
+      get: {
+        operationId: 'getCab',
+        summary: 'The driver of a cab, as GET /v1/drivers/{id}',
+        security: OPERATOR,
+        responses: driverDetail,
+      },
+      delete: {
+        operationId: 'deleteCab',
+        summary: "Removes the cab's driver at once and revokes its sessions",
+        security: OPERATOR,
+        responses: removed,
+      },
+    },
+    '/v1/trips/{orderId}': {
+      parameters: [
+        {
+          name: 'orderId',
+          in: 'path',
+          required: true,
+          description: 'The order id, decimal, 1 to 2^64-1 (leading zeros allowed).',
+          schema: ref('OrderId'),
+        },
+      ],
+      get: {
+        operationId: 'getTrip',
+        summary: 'An active or finished trip (from Redis when no worker has it in memory)',
+        security: OPERATOR,
+        responses: {
+          '200': { description: 'The trip.', content: json(ref('Trip')) },
+          ...operatorErrors,
+          '404': response('NotFound'),
+          '503': response('Unavailable'),
+        },
+      },
+    },
+    '/v1/sessions/{session}': {
+      parameters: [sessionParam],
+      put: {
+        operationId: 'putSession',
+        summary: 'Registers a session: the driver and cab whose datagrams carry it',
+        security: OPERATOR,
+        requestBody: {
+          required: true,
+          description: `At most ${MAX_BODY_BYTES} bytes. Other fields are ignored.`,
+          content: json({
+            type: 'object',
+            required: ['driverId', 'cab'],
+            properties: {
+              driverId: {
+                allOf: [ref('Id')],
+                not: { const: 'nearest' },
+                description: '`nearest` is refused: it is a route.',
+              },
+              cab: ref('Id'),
+            },
+          }),
+        },
+        responses: {
+          '200': { description: 'Replaced an existing session.', content: json(ref('SessionAnswer')) },
+          '201': { description: 'A new session.', content: json(ref('SessionAnswer')) },
+          ...operatorErrors,
+          '413': errorResponse(`The body is larger than ${MAX_BODY_BYTES} bytes.`, ['payload_too_large']),
+          '415': errorResponse('The body is not application/json.', ['unsupported_media_type']),
+          '503': response('Unavailable'),
+        },
+      },
+      delete: {
+        operationId: 'deleteSession',
+        summary: 'Revokes the session and removes its driver at once',
+        security: OPERATOR,
+        responses: removed,
+      },
+    },
+    '/metrics': {
+      get: {
+        operationId: 'metrics',
+        summary: 'Prometheus metrics, every process of the cluster aggregated',
+        security: PUBLIC,
+        responses: {
+          '200': {
+            description: 'The Prometheus text exposition format, version 0.0.4.',
+            content: { 'text/plain': { schema: { type: 'string' } } },
+          },
+          '500': response('InternalError'),
+        },
+      },
+    },
+    '/healthz': health('Liveness', 'Health', 'Alive: at least one worker is up.', 'No worker is up.'),
+    '/readyz': health(
+      'Readiness',
+      'Readiness',
+      'Every worker is up and bound (with Redis down it stays 200 but says so: degraded, not down).',
+      'Not every worker is up yet, or one is being replaced.',
+    ),
+    '/openapi.json': {
+      get: {
+        operationId: 'openapi',
+        summary: 'This document',
+        security: PUBLIC,
+        responses: {
+          '200': {
+            description: 'The OpenAPI 3.1 document of this API.',
+            content: json({
+              type: 'object',
+              required: ['openapi', 'info', 'paths'],
+              properties: {
+                openapi: { const: '3.1.0' },
+                info: { type: 'object' },
+                paths: { type: 'object' },
+              },
+            }),
+          },
+        },
+      },
+    },
+  },
+  components: {
+    securitySchemes: {
+      clientToken: {
+        type: 'http',
+        scheme: 'bearer',
+        description: 'The client token (CABTRACK_CLIENT_TOKEN): client routes only.',
+      },
+      operatorToken: {
+        type: 'http',
+        scheme: 'bearer',
+        description: 'The operator token (CABTRACK_OPERATOR_TOKEN): every route.',
+      },
+    },
+    schemas: {
+      Id: { type: 'string', pattern: ID_PATTERN },
+      Session: { type: 'string', pattern: '^[0-9a-f]{16}$', not: { const: '0000000000000000' } },
+      OrderId: {
+        type: 'string',
+        pattern: '^[0-9]{1,20}$',
+        description: 'A uint64 order id in decimal (a string: it does not fit a double).',
+      },
+      Flag: { type: 'string', enum: ['', '0', '1', 'false', 'true'], default: '0' },
+      Latitude: { type: 'number', minimum: -90, maximum: 90 },
+      Longitude: { type: 'number', minimum: -180, maximum: 180 },
+      Driver: {
+        type: 'object',
+        description: 'A driver at its last accepted fix.',
+        required: ['id', 'cab', 'lat', 'lon', 'time', 'speed', 'bearing', 'free'],
+        properties: {
+          id: ref('Id'),
+          cab: ref('Id'),
+          lat: ref('Latitude'),
+          lon: ref('Longitude'),
+          time: UNIX_S,
+          speed: { ...UINT32, description: 'km/h, as the app sent it.' },
+          bearing: {
+            ...UINT32,
+            description: 'Degrees clockwise from north, as the app sent it (0-359 by the contract).',
+          },
+          free: { type: 'boolean', description: 'No current order (order id 0).' },
+        },
+      },
+      PathPoint: {
+        type: 'array',
+        description: '`[lon, lat, t]`, t in Unix seconds (fractional), spread over the interval by distance.',
+        prefixItems: [ref('Longitude'), ref('Latitude'), { type: 'number', minimum: 0 }],
+        minItems: 3,
+        maxItems: 3,
+        items: false,
+      },
+      Path: {
+        type: 'object',
+        required: ['path', 'matched'],
+        properties: {
+          path: { type: 'array', minItems: 1, items: ref('PathPoint') },
+          matched: { type: 'boolean', description: 'True when OSRM matched it; false for a straight path.' },
+        },
+        additionalProperties: false,
+      },
+      NearestDriver: {
+        type: 'object',
+        allOf: [ref('Driver')],
+        required: ['distance'],
+        properties: {
+          distance: { type: 'number', minimum: 0, description: 'Great-circle metres from the point.' },
+          path: { type: 'array', minItems: 1, items: ref('PathPoint'), description: 'With `path=1`.' },
+          matched: { type: 'boolean', description: 'With `path=1`.' },
+        },
+        dependentRequired: { path: ['matched'], matched: ['path'] },
+        unevaluatedProperties: false,
+      },
+      DriverDetail: {
+        type: 'object',
+        allOf: [ref('Driver')],
+        required: ['orderId', 'seenAt', 'points', 'track', 'trip'],
+        properties: {
+          orderId: { oneOf: [ref('OrderId'), { type: 'null' }], description: 'The current order.' },
+          seenAt: {
+            type: 'string',
+            format: 'date-time',
+            description: 'Server time its last fix was accepted (what idle expiry goes by).',
+          },
+          points: {
+            type: 'array',
+            description: 'Its recent accepted fixes, oldest first.',
+            items: {
+              type: 'object',
+              required: ['lat', 'lon', 'time'],
+              properties: { lat: ref('Latitude'), lon: ref('Longitude'), time: UNIX_S },
+              additionalProperties: false,
+            },
+          },
+          track: { allOf: [ref('Path')], description: 'The recent points along the roads.' },
+          trip: { oneOf: [ref('Trip'), { type: 'null' }], description: 'The trip in progress.' },
+        },
+        unevaluatedProperties: false,
+      },
+      Trip: {
+        type: 'object',
+        required: [
+          'orderId',
+          'driverId',
+          'cab',
+          'cost',
+          'distanceM',
+          'startTime',
+          'lastTime',
+          'points',
+          'active',
+        ],
+        properties: {
+          orderId: ref('OrderId'),
+          driverId: ref('Id'),
+          cab: ref('Id'),
+          cost: { ...UINT32, description: 'Trip cost as last reported, minor currency units.' },
+          distanceM: { type: 'number', minimum: 0, description: 'Metres, summed on the server.' },
+          startTime: UNIX_S,
+          lastTime: UNIX_S,
+          points: { type: 'integer', minimum: 0, description: 'Accepted fixes.' },
+          active: { type: 'boolean' },
+          endReason: {
+            enum: ['order_changed', 'expired', 'deleted'],
+            description: 'Once the trip has ended.',
+          },
+        },
+        additionalProperties: false,
+      },
+      SessionAnswer: {
+        type: 'object',
+        required: ['session', 'driverId', 'cab'],
+        properties: { session: ref('Session'), driverId: ref('Id'), cab: ref('Id') },
+        additionalProperties: false,
+      },
+      Health: healthBody('Health', 'Liveness.', {}),
+      Readiness: healthBody('Readiness', 'Readiness.', {
+        expected: { type: 'integer', minimum: 1, description: 'Workers configured.' },
+        redis: { enum: ['up', 'down'], description: 'With Redis configured.' },
+        degraded: { type: 'string', description: 'While Redis is down: what does not work.' },
+      }),
+      Error: {
+        type: 'object',
+        required: ['error'],
+        properties: {
+          error: {
+            type: 'object',
+            required: ['code', 'message'],
+            properties: {
+              code: {
+                enum: [
+                  ...BAD_REQUEST_CODES,
+                  'unauthorized',
+                  'forbidden',
+                  'not_found',
+                  'method_not_allowed',
+                  'payload_too_large',
+                  'unsupported_media_type',
+                  'unavailable',
+                  'internal',
+                ],
+              },
+              message: { type: 'string', minLength: 1, description: 'For people; may change.' },
+              parameter: { type: 'string', description: 'The parameter at fault (400 invalid_parameter).' },
+            },
+            additionalProperties: false,
+          },
+        },
+        additionalProperties: false,
+      },
+    },
+    responses: {
+      BadRequest: errorResponse('A malformed parameter or body.', BAD_REQUEST_CODES),
+      Unauthorized: errorResponse('No `Authorization: Bearer` header, or a wrong token.', ['unauthorized']),
+      Forbidden: errorResponse('A client token on an operator route.', ['forbidden']),
+      NotFound: errorResponse('No such thing (or no such route).', ['not_found']),
+      MethodNotAllowed: errorResponse('A method this path does not list.', ['method_not_allowed'], {
+        Allow: { description: 'The methods the path takes.', schema: { type: 'string' }, required: true },
+      }),
+      Unavailable: errorResponse('Redis is down or too slow.', ['unavailable']),
+      InternalError: errorResponse('A bug: reported in the log.', ['internal']),
+    },
+  },
+};
+
+/** What GET /openapi.json answers, serialised once. */
+export const openApiJson = JSON.stringify(openApiDocument);
