@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
+import { ConfigError } from './errors.ts';
 
 /**
  * Configuration: the documented defaults in config/default.json, overridden by CABTRACK_* environment
@@ -12,8 +13,12 @@ export interface Config {
   readonly httpPort: number;
   /** Address both sockets bind. */
   readonly host: string;
-  /** Worker processes; 0 in the file means one per core. */
+  /** Ingest worker processes; 0 in the file means one per core. */
   readonly workers: number;
+  /** HTTP worker processes (each with a read replica); 0 in the file means one per core. */
+  readonly httpWorkers: number;
+  /** How often each ingest worker publishes its batch of changes to the read replicas, ms. */
+  readonly publishMs: number;
   readonly idleTimeoutS: number;
   /** Points kept per driver. */
   readonly trackPoints: number;
@@ -41,16 +46,6 @@ export interface Config {
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
-export class ConfigError extends Error {
-  readonly code = 'CABTRACK_CONFIG';
-  readonly key: string;
-  constructor(key: string, message: string) {
-    super(`${key}: ${message}`);
-    this.name = 'ConfigError';
-    this.key = key;
-  }
-}
-
 type Kind = 'port' | 'count' | 'positive' | 'string' | 'url' | 'token' | 'level' | 'nodes';
 
 /** Each setting: its key in config/default.json, its environment variable, and what it must be. */
@@ -59,6 +54,8 @@ const SETTINGS: ReadonlyArray<readonly [keyof Config, string, Kind, number?, num
   ['httpPort', 'CABTRACK_HTTP_PORT', 'port'],
   ['host', 'CABTRACK_HOST', 'string'],
   ['workers', 'CABTRACK_WORKERS', 'count', 0, 256],
+  ['httpWorkers', 'CABTRACK_HTTP_WORKERS', 'count', 0, 256],
+  ['publishMs', 'CABTRACK_PUBLISH_MS', 'count', 10, 5000],
   ['idleTimeoutS', 'CABTRACK_IDLE_TIMEOUT_S', 'count', 1, 7 * 86400],
   ['trackPoints', 'CABTRACK_TRACK_POINTS', 'count', 2, 1000],
   ['operatorToken', 'CABTRACK_OPERATOR_TOKEN', 'token'],
@@ -93,6 +90,7 @@ export function loadConfig(
     out[key] = parse(name, raw, kind, min, max);
   }
   if (out['workers'] === 0) out['workers'] = availableParallelism();
+  if (out['httpWorkers'] === 0) out['httpWorkers'] = availableParallelism();
   if (out['udpPort'] === out['httpPort']) {
     // Not an error for the kernel (UDP and TCP ports are separate), but a sign of a typo.
     throw new ConfigError('CABTRACK_HTTP_PORT', 'must differ from the UDP port');

@@ -1,10 +1,16 @@
 import cluster from 'node:cluster';
+import { startHttpWorker } from './cluster/http-worker.ts';
+import { startIngestWorker } from './cluster/ingest-worker.ts';
 import { startPrimary } from './cluster/primary.ts';
-import { startWorker } from './cluster/worker.ts';
-import { ConfigError, loadConfig } from './config.ts';
+import { loadConfig } from './config.ts';
+import { ConfigError } from './errors.ts';
 import { configureLog, log } from './log.ts';
 
-/** Entry point: the primary serves the API and supervises; each worker ingests UDP into its shard. */
+/**
+ * Entry point: the primary supervises; ingest workers take UDP into their shards; HTTP workers serve
+ * the API from their read replicas. Which one this process is comes from CABTRACK_ROLE, set by the
+ * primary when it forks.
+ */
 let config: ReturnType<typeof loadConfig>;
 try {
   config = loadConfig();
@@ -13,7 +19,8 @@ try {
   process.stderr.write(`cabtrack: bad configuration: ${err.message}\n`);
   process.exit(2);
 }
-configureLog(config.logLevel, cluster.isPrimary ? 'primary' : `worker-${cluster.worker?.id}`);
+const role = cluster.isPrimary ? 'primary' : (process.env['CABTRACK_ROLE'] ?? 'ingest');
+configureLog(config.logLevel, cluster.isPrimary ? 'primary' : `${role}-${cluster.worker?.id}`);
 
 if (cluster.isPrimary) {
   const { stop } = await startPrimary(config);
@@ -23,6 +30,9 @@ if (cluster.isPrimary) {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+} else if (role === 'http') {
+  // The operator token is the primary's (generated there when none is configured).
+  startHttpWorker(config, { operator: config.operatorToken, client: config.clientToken });
 } else {
-  startWorker(config);
+  startIngestWorker(config, process.env['CABTRACK_RUN_DIR'] ?? '');
 }

@@ -2,22 +2,22 @@ import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { AggregatorRegistry, Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { IngestCounters } from './ingest/counters.ts';
-import { reasonNames } from './ingest/reasons.ts';
 import { udpDrops } from './ingest/udp-drops.ts';
 import { LiveHeap } from './live-heap.ts';
 import { OSRM_OUTCOMES } from './osrm/client.ts';
 import type { PathCounters } from './paths/path-matcher.ts';
+import { reasonNames } from './reasons.ts';
 
 /**
  * Every metric cabtrack exports is defined here, named with its unit. Workers count into plain numbers
- * (IngestCounters) that the metrics read when scraped; the primary gathers every worker's registry
- * over IPC and merges it with its own (AggregatorRegistry sums counters and gauges across processes).
+ * (IngestCounters, Buckets) that the metrics read when scraped; the primary gathers every worker's
+ * registry over IPC and merges it with its own (AggregatorRegistry sums counters and gauges across
+ * processes, unless a metric says otherwise).
  */
 
 export interface WorkerGauges {
   drivers(): number;
   activeTrips(): number;
-  paddingM(): number;
   recvBufferBytes(): number;
   /** True while the OSRM client's circuit breaker keeps calls away (open or half-open); false without OSRM. */
   osrmBreakerOpen(): boolean;
@@ -130,24 +130,6 @@ export function workerRegistry(c: IngestCounters, g: WorkerGauges, paths: PathCo
     collect() {
       this.reset();
       this.inc(c.expired);
-    },
-  });
-  new Counter({
-    name: 'cabtrack_rtree_updates_total',
-    help: 'R-tree re-insertions (a driver left its padded box).',
-    ...opts,
-    collect() {
-      this.reset();
-      this.inc(c.treeUpdates);
-    },
-  });
-  new Gauge({
-    name: 'cabtrack_rtree_padding_meters',
-    help: 'Padding of the R-tree boxes, sized to the fleet density (averaged across workers).',
-    aggregator: 'average',
-    ...opts,
-    collect() {
-      this.set(g.paddingM());
     },
   });
   new Gauge({
@@ -277,9 +259,156 @@ export function addRedisMetrics(register: Registry, r: RedisSource): void {
   }
 }
 
-export interface PrimaryMetrics {
+/** What an ingest worker's batch publisher counts (src/replica/publisher.ts). */
+export interface PublisherCounts {
+  readonly batches: number;
+  readonly bytes: number;
+  readonly cutOff: number;
+  readonly subscribers: number;
+}
+
+/** The ingest worker's side of the read path. */
+export function addPublisherMetrics(register: Registry, p: PublisherCounts): void {
+  const opts = { registers: [register] };
+  new Counter({
+    name: 'cabtrack_replica_batches_total',
+    help: 'Replica batches (deltas and snapshots) the ingest workers published.',
+    ...opts,
+    collect() {
+      this.reset();
+      this.inc(p.batches);
+    },
+  });
+  new Counter({
+    name: 'cabtrack_replica_batch_bytes_total',
+    help: 'Bytes of replica batches written to the read replicas (each replica counted).',
+    ...opts,
+    collect() {
+      this.reset();
+      this.inc(p.bytes);
+    },
+  });
+  new Counter({
+    name: 'cabtrack_replica_followers_cut_total',
+    help: 'Read replicas cut off by an ingest worker for falling behind its batches (they resynchronise).',
+    ...opts,
+    collect() {
+      this.reset();
+      this.inc(p.cutOff);
+    },
+  });
+}
+
+/**
+ * Counts observations into fixed buckets, for a histogram whose observations are too many for
+ * prom-client's observe() (a label hash each): a loop over a dozen bounds and an increment.
+ */
+export class Buckets {
+  readonly bounds: readonly number[];
+  readonly counts: Float64Array;
+  sum = 0;
+  count = 0;
+
+  constructor(bounds: readonly number[]) {
+    this.bounds = bounds;
+    this.counts = new Float64Array(bounds.length);
+  }
+
+  observe(v: number): void {
+    const b = this.bounds;
+    for (let i = 0; i < b.length; i++) {
+      if (v <= b[i]!) {
+        this.counts[i]!++;
+        break;
+      }
+    }
+    this.sum += v;
+    this.count++;
+  }
+}
+
+/** Replica lag buckets, seconds: around the publish tick (100-250 ms), and the tail past it. */
+export const REPLICA_LAG_BUCKETS = [0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5];
+
+/** A histogram read from Buckets when scraped (prom-client takes any object with get()). */
+function bucketsHistogram(register: Registry, name: string, help: string, b: Buckets): void {
+  register.registerMetric({
+    name,
+    help,
+    type: 'histogram',
+    aggregator: 'sum',
+    get: async () => {
+      const values: Array<{ metricName: string; labels: Record<string, string | number>; value: number }> =
+        [];
+      let cumulative = 0;
+      for (let i = 0; i < b.bounds.length; i++) {
+        cumulative += b.counts[i]!;
+        values.push({ metricName: `${name}_bucket`, labels: { le: b.bounds[i]! }, value: cumulative });
+      }
+      values.push({ metricName: `${name}_bucket`, labels: { le: '+Inf' }, value: b.count });
+      values.push({ metricName: `${name}_sum`, labels: {}, value: b.sum });
+      values.push({ metricName: `${name}_count`, labels: {}, value: b.count });
+      return { name, help, type: 'histogram', aggregator: 'sum', values };
+    },
+  } as unknown as Parameters<Registry['registerMetric']>[0]);
+}
+
+export interface HttpWorkerSources {
+  /** Drivers this process's replica lists. */
+  replicaDrivers(): number;
+  /** Sources dropped and followed again from a snapshot (a broken stream, a gap, a malformed batch). */
+  replicaResyncs(): number;
+  lag: Buckets;
+}
+
+export interface HttpWorkerMetrics {
   readonly register: Registry;
   readonly httpDuration: Histogram<'route' | 'method' | 'status'>;
+}
+
+/** An HTTP worker: its process, the API's latency and its read replica. */
+export function httpWorkerRegistry(s: HttpWorkerSources): HttpWorkerMetrics {
+  const register = new Registry();
+  processMetrics(register);
+  const opts = { registers: [register] };
+  bucketsHistogram(
+    register,
+    'cabtrack_replica_lag_seconds',
+    'From a fix received by its ingest worker to the fix visible to queries in a read replica (every replica counted).',
+    s.lag,
+  );
+  new Gauge({
+    name: 'cabtrack_replica_drivers',
+    help: 'Drivers listed by the read replicas: the fewest of any HTTP worker (all should agree within a tick).',
+    aggregator: 'min',
+    ...opts,
+    collect() {
+      this.set(s.replicaDrivers());
+    },
+  });
+  new Counter({
+    name: 'cabtrack_replica_resyncs_total',
+    help: 'Times a read replica dropped an ingest worker and followed it again from a snapshot.',
+    ...opts,
+    collect() {
+      this.reset();
+      this.inc(s.replicaResyncs());
+    },
+  });
+  return {
+    register,
+    httpDuration: new Histogram({
+      name: 'cabtrack_http_request_duration_seconds',
+      help: 'HTTP API request duration by route.',
+      labelNames: ['route', 'method', 'status'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      ...opts,
+    }),
+  };
+}
+
+export interface PrimaryMetrics {
+  readonly register: Registry;
   readonly workerRestarts: Counter;
   readonly queryTimeouts: Counter;
 }
@@ -287,6 +416,7 @@ export interface PrimaryMetrics {
 export function primaryMetrics(
   sessions: () => number,
   workersUp: () => number,
+  httpWorkersUp: () => number,
   directory: () => number,
   /** The workers' UDP port, whose kernel drops the primary reads. */
   udpPort: number,
@@ -305,10 +435,18 @@ export function primaryMetrics(
   });
   new Gauge({
     name: 'cabtrack_workers_up',
-    help: 'Workers running and bound to the UDP port.',
+    help: 'Ingest workers running and bound to the UDP port.',
     ...opts,
     collect() {
       this.set(workersUp());
+    },
+  });
+  new Gauge({
+    name: 'cabtrack_http_workers_up',
+    help: 'HTTP workers running and serving the API.',
+    ...opts,
+    collect() {
+      this.set(httpWorkersUp());
     },
   });
   new Gauge({
@@ -321,13 +459,6 @@ export function primaryMetrics(
   });
   return {
     register,
-    httpDuration: new Histogram({
-      name: 'cabtrack_http_request_duration_seconds',
-      help: 'HTTP API request duration by route.',
-      labelNames: ['route', 'method', 'status'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
-      ...opts,
-    }),
     workerRestarts: new Counter({
       name: 'cabtrack_worker_restarts_total',
       help: 'Workers forked again after one died.',
@@ -335,7 +466,7 @@ export function primaryMetrics(
     }),
     queryTimeouts: new Counter({
       name: 'cabtrack_query_worker_timeouts_total',
-      help: 'Query fan-outs in which a worker did not answer in time (its drivers were left out).',
+      help: 'Calls from the primary to a worker that got no answer in time (an operator route, a handoff).',
       ...opts,
     }),
   };

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { encodeTrack, type TrackFields } from '../src/codec/encode.ts';
-import { MAX_DATAGRAM_BYTES } from '../src/ingest/reasons.ts';
+import { MAX_DATAGRAM_BYTES } from '../src/reasons.ts';
 import { Prng } from './support/prng.ts';
 
 // How big a realistic Track datagram gets: the largest of many fixes from all over the world equals the

@@ -51,6 +51,8 @@ for (const [kind, path] of [
     t.equal(del.status, 204);
     t.equal((await daemon.get('/v1/drivers/drv-a1')).status, 404, 'gone at once');
     t.equal((await daemon.get('/v1/cabs/CAB-A1')).status, 404);
+    // The read replicas: the owner publishes the deletion at once, and every replica has it within a tick.
+    await daemon.caughtUp();
     t.same((await daemon.get('/v1/drivers/nearest?lat=40.4168&lon=-3.7038')).body.drivers, []);
     await send('00000000000000a1');
     t.equal(await rejected(), refusedBefore + 1, 'the next datagram is refused as unknown_session');

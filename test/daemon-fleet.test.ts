@@ -83,6 +83,7 @@ t.before(async () => {
     async () => (await daemon.metric('cabtrack_datagrams_accepted_total')) === N * 5,
     'all fixes accepted',
   );
+  await daemon.caughtUp();
 });
 
 t.teardown(async () => {

@@ -53,6 +53,7 @@ t.test('a driver moving between workers keeps its ring and trip and is listed on
   const handoffs = await daemon.metric('cabtrack_driver_handoffs_total');
   t.ok(handoffs >= 3, `handoffs seen: ${handoffs}`);
   t.equal(await daemon.metric('cabtrack_drivers'), 1, 'exactly one worker holds the driver');
+  await daemon.caughtUp();
 
   const near = await daemon.get('/v1/drivers/nearest?lat=52.52&lon=13.405&k=10&radius=5000');
   t.same(

@@ -43,12 +43,14 @@ async function at(x: number, y: number): Promise<[number, number]> {
   await phone.send(
     encodeTrack({ session, lat: Math.round(lat * 1e6), lon: Math.round(lon * 1e6), time, speed: 50 }),
   );
-  // Waits on the counters, not on GET /v1/drivers/corner, which would match the track with OSRM.
+  // Waits on the counters, not on GET /v1/drivers/corner, which would match the track with OSRM; then
+  // on nearest without paths, which answers from the read replicas, a tick behind.
   sent++;
   await daemon.waitFor(
     async () => (await daemon.metric('cabtrack_datagrams_accepted_total')) === sent,
     'fix applied',
   );
+  await daemon.caughtUp();
   return [Math.round(lon * 1e6) / 1e6, Math.round(lat * 1e6) / 1e6];
 }
 

@@ -48,6 +48,7 @@ t.test(
 
     await sendAll();
     await daemon.waitFor(async () => (await daemon.metric('cabtrack_drivers')) === N, 'all drivers back');
+    await daemon.caughtUp();
     const near = await daemon.get('/v1/drivers/nearest?lat=35.6762&lon=139.6503&k=100&radius=10000');
     t.equal(near.body.drivers.length, N, 'every driver listed, once');
     t.equal(new Set(near.body.drivers.map((d: { id: string }) => d.id)).size, N);

@@ -61,7 +61,7 @@ t.test('a driver flapping between two workers keeps its trip', async (t) => {
     send(sockets[i % 2]!);
     if (i % 10 === 9) await sleep(1);
   }
-  // Claims that get no answer are given up after 5 s (CLAIM_TIMEOUT_MS in src/cluster/worker.ts).
+  // Claims that get no answer are given up after 5 s (CLAIM_TIMEOUT_MS in src/ingest/ingest.ts).
   await sleep(5500);
   const s = await settle(daemon, 3000);
   t.equal(s.received, s.accepted + s.rejected, 'every fix counted');

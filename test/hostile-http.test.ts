@@ -401,6 +401,7 @@ t.before(async () => {
   }
   phone.close();
   await daemon.waitFor(async () => (await daemon.metric('cabtrack_drivers')) === 3, 'drivers live');
+  await daemon.caughtUp();
 });
 t.teardown(() => daemon.stop());
 

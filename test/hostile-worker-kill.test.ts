@@ -13,7 +13,7 @@ import { type RedisServer, startRedis } from './support/redis.ts';
  * that ended is in the billing stream exactly once, and a trip the dead worker had in progress goes on
  * where Redis last had it (its start, points and distance kept) instead of starting over.
  *
- * What a crash may cost is bounded and documented (src/cluster/worker.ts, src/trips/trip-store.ts):
+ * What a crash may cost is bounded and documented (src/cluster/ingest-worker.ts, src/trips/trip-store.ts):
  * trips reach Redis at most a second (the worker's sync) plus a second (the store's flush) behind, and
  * datagrams queued in the dead worker's socket are gone. So a trip active in the last ~2 s before the
  * kill may miss those seconds' fixes (a later start, an earlier end, fewer points), and no more; every

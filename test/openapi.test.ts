@@ -94,6 +94,7 @@ t.test('real answers of every documented shape validate', async (t) => {
   await phone.send(fix(t0, 2_170_000));
   await phone.send(fix(t0 + 1, 2_170_300));
   await daemon.waitFor(async () => (await daemon.get('/v1/drivers/api-1')).status === 200, 'driver');
+  await daemon.caughtUp();
   const answers = [
     await daemon.get('/v1/drivers/nearest?lat=41.39&lon=2.17&path=1', CLIENT),
     await daemon.get('/v1/drivers/nearest?lat=41.39&lon=2.17&free=1', CLIENT),

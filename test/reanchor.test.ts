@@ -1,7 +1,7 @@
 import t from 'tap';
 import { Fix } from '../src/codec/fix.ts';
 import { haversineM } from '../src/geo/distance.ts';
-import { Reason } from '../src/ingest/reasons.ts';
+import { Reason } from '../src/reasons.ts';
 import type { Driver } from '../src/store/driver.ts';
 import { Shard } from '../src/store/shard.ts';
 import { Prng } from './support/prng.ts';

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { haversineM } from '../src/geo/distance.ts';
-import { reasonNames } from '../src/ingest/reasons.ts';
+import { reasonNames } from '../src/reasons.ts';
 import { BAD_KINDS, badKindNames, badKindReason } from '../src/sim/bad-datagrams.ts';
 import { DEFAULT_CENTRE, DEFAULT_RADIUS_M, DEFAULT_SPACING_M } from '../src/sim/city.ts';
 import { driverId, runSimulation } from '../src/sim/run.ts';

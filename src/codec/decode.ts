@@ -1,4 +1,3 @@
-import { Reason } from '../ingest/reasons.ts';
 import type { Fix } from './fix.ts';
 
 /*
@@ -33,15 +32,16 @@ const TAG_SPEED = 7 << 3; // uint32
 const TAG_BEARING = 8 << 3; // uint32
 const LAST_KNOWN_FIELD = 8;
 
-const OK = Reason.ok;
-const MALFORMED = Reason.malformed;
+const OK = true;
+/** Not a well-formed Track (the ingest path counts it as `malformed`). */
+const MALFORMED = false;
 
 /**
- * Decodes the Track in buf[0..len) into `out` (reset first) and returns Reason.ok or Reason.malformed.
+ * Decodes the Track in buf[0..len) into `out` (reset first) and returns whether it was well-formed.
  * Never throws for any content of buf; a `len` outside [0, buf.length] is a caller bug and throws.
  * Semantic checks (zero session, coordinate range) and the size limit belong to the callers.
  */
-export function decodeTrack(buf: Uint8Array, len: number, out: Fix): number {
+export function decodeTrack(buf: Uint8Array, len: number, out: Fix): boolean {
   // Reads past buf.length would give undefined and decode garbage quietly, so refuse them up front.
   if (!(len >= 0 && len <= buf.length)) throw new RangeError(`len ${len} outside [0, ${buf.length}]`);
   out.reset();

@@ -56,7 +56,7 @@ interface TreeNode {
  * rounding can neither lose an item that ties the k-th nor one that sits exactly on the radius, and it
  * costs nothing measurable (it widens a 1 km search by 0.5 micrometres).
  */
-const SLACK = 1 + 1e-9;
+export const SLACK = 1 + 1e-9;
 
 /** Shared by every call: nearest() runs to completion without yielding, so one heap serves them all. */
 const scratch = new MinHeap<TreeNode>(256);
@@ -223,7 +223,7 @@ function search<T extends GeoItem>(
  * Half-height in degrees of the cap of radius distanceM: the arc is the angle, so every point of the cap
  * is within distanceM / R radians of latitude of its centre. Widened by 1e-9 against rounding.
  */
-function capLatHalf(distanceM: number): number {
+export function capLatHalf(distanceM: number): number {
   return (distanceM / EARTH_RADIUS_M / RAD) * (1 + 1e-9);
 }
 
@@ -234,7 +234,7 @@ function capLatHalf(distanceM: number): number {
  * and too wide by only y^2 / 3 (2e-8 for 1 km at Paris). Infinite when the cap may reach a pole, where it
  * takes in every longitude (y >= 1 would catch that too; the first test says why).
  */
-function capLonHalf(lat: number, cosLat: number, latHalf: number): number {
+export function capLonHalf(lat: number, cosLat: number, latHalf: number): number {
   if (!(Math.abs(lat) + latHalf < 90)) return Number.POSITIVE_INFINITY;
   const y = (latHalf * RAD) / cosLat;
   if (!(y < 1)) return Number.POSITIVE_INFINITY;
@@ -299,7 +299,7 @@ function before<T extends GeoItem>(
  * Longitudes are compared modulo 360, so a box just east of the date line is near a query just west of
  * it, and a box padded past +/-180 still contains the queries it covers.
  */
-function boxH(
+export function boxH(
   lat: number,
   lon: number,
   cosLat: number,
@@ -308,16 +308,30 @@ function boxH(
   latHalf: number,
   lonHalf: number,
 ): number {
-  let minY = box.minY;
-  let maxY = box.maxY;
+  return boxHOf(lat, lon, cosLat, sinLat, box.minX, box.minY, box.maxX, box.maxY, latHalf, lonHalf);
+}
+
+/** boxH for a box given as numbers (indexes that keep their boxes in typed arrays). */
+export function boxHOf(
+  lat: number,
+  lon: number,
+  cosLat: number,
+  sinLat: number,
+  minX: number,
+  minY: number,
+  maxX: number,
+  maxY: number,
+  latHalf: number,
+  lonHalf: number,
+): number {
   if (minY < -90) minY = -90;
   if (maxY > 90) maxY = 90;
   // Outside the bounding box of the search cap: no sine needed to rule it out.
   if (minY - lat > latHalf || lat - maxY > latHalf) return Number.POSITIVE_INFINITY;
 
-  const width = box.maxX - box.minX;
+  const width = maxX - minX;
   // Degrees the query lies east of the box's west edge, in [0, 360).
-  let east = lon - box.minX;
+  let east = lon - minX;
   if (east < 0 || east >= 360) east -= 360 * Math.floor(east / 360);
 
   if (east <= width) {

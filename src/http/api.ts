@@ -1,10 +1,10 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { DriverView } from '../cluster/messages.ts';
 import { parseOrderId, parseSessionHex } from '../codec/session.ts';
+import { badParam, HttpError, notFound } from '../errors.ts';
 import { log } from '../log.ts';
+import type { DriverView } from '../replica/replica.ts';
 import type { TripRecord } from '../store/driver.ts';
-import { badParam, HttpError, notFound } from './errors.ts';
 import {
   CURSOR_PATTERN,
   DEFAULT_BBOX_LIMIT,
@@ -18,7 +18,10 @@ import {
 import { openApiJson } from './openapi.ts';
 import * as p from './params.ts';
 
-/** What the API needs from the cluster (the primary implements it by fanning out to the workers). */
+/**
+ * What the API needs from the daemon: src/cluster/http-worker.ts answers nearest and bbox from its read
+ * replica and sends the operator routes to the drivers' owners through the primary.
+ */
 export interface Backend {
   nearest(
     lat: number,
@@ -28,7 +31,7 @@ export interface Backend {
     free: boolean,
     /** Add each driver's road path from its previous fix (`path`, `matched`). */
     path: boolean,
-  ): Promise<Array<DriverView & { distance: number }>>;
+  ): Promise<Array<DriverView & { distance: number }> | JsonText>;
   bbox(box: [number, number, number, number], after: string, limit: number): Promise<DriverView[]>;
   driver(id: string): Promise<unknown>;
   cab(cab: string): Promise<unknown>;
@@ -40,7 +43,7 @@ export interface Backend {
   deleteCab(cab: string): Promise<boolean>;
   metrics(): Promise<{ contentType: string; body: string }>;
   health(): { ok: boolean; detail: Record<string, unknown> };
-  ready(): { ok: boolean; detail: Record<string, unknown> };
+  ready(): Promise<{ ok: boolean; detail: Record<string, unknown> }>;
 }
 
 export interface Tokens {
@@ -57,6 +60,17 @@ export interface ApiOptions {
 
 type Role = 'client' | 'operator' | 'public';
 
+/**
+ * A body already serialised as JSON (the nearest route builds its answer straight from the replica's
+ * arrays, without an object per driver). Sent as application/json.
+ */
+export class JsonText {
+  readonly text: string;
+  constructor(text: string) {
+    this.text = text;
+  }
+}
+
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
 
 export function createApi(options: ApiOptions): (req: IncomingMessage, res: ServerResponse) => void {
@@ -65,14 +79,24 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
   const clientDigest = tokens.client === '' ? null : digest(tokens.client);
   const observe = options.observe ?? (() => {});
 
-  /** Constant-time comparison: both sides hashed to the same length first. */
+  /**
+   * The caller's role. Constant-time comparison: both sides hashed to the same length first. A keep-alive
+   * connection sends the same header request after request: its last one and the role it gave are
+   * remembered per connection (comparing a client's header with its own previous one tells it nothing
+   * of the tokens), which saves a SHA-256 on every request of a polling client app.
+   */
+  const lastAuth = new WeakMap<object, { header: string; role: 'client' | 'operator' | null }>();
   const roleOf = (req: IncomingMessage): 'client' | 'operator' | null => {
     const h = req.headers.authorization;
     if (h === undefined || !h.startsWith('Bearer ')) return null;
+    const seen = lastAuth.get(req.socket);
+    if (seen !== undefined && seen.header === h) return seen.role;
     const d = digest(h.slice(7).trim());
-    if (timingSafeEqual(d, operatorDigest)) return 'operator';
-    if (clientDigest !== null && timingSafeEqual(d, clientDigest)) return 'client';
-    return null;
+    let role: 'client' | 'operator' | null = null;
+    if (timingSafeEqual(d, operatorDigest)) role = 'operator';
+    else if (clientDigest !== null && timingSafeEqual(d, clientDigest)) role = 'client';
+    lastAuth.set(req.socket, { header: h, role });
+    return role;
   };
 
   const authorize = (req: IncomingMessage, need: Role): void => {
@@ -98,7 +122,7 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
 
     if (path === '/healthz' || path === '/readyz') {
       allow(method, ['GET', 'HEAD']);
-      const r = path === '/healthz' ? backend.health() : backend.ready();
+      const r = path === '/healthz' ? backend.health() : await backend.ready();
       return [path.slice(1), { status: r.ok ? 'ok' : 'unavailable', ...r.detail }, r.ok ? 200 : 503];
     }
     if (path === '/metrics') {
@@ -121,7 +145,12 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
       const radius = p.number(q, 'radius', 1, MAX_RADIUS_M, DEFAULT_RADIUS_M);
       const free = p.flag(q, 'free');
       const path = p.flag(q, 'path');
-      return ['nearest', { drivers: await backend.nearest(lat, lon, k, radius, free, path) }, 200];
+      const drivers = await backend.nearest(lat, lon, k, radius, free, path);
+      return [
+        'nearest',
+        drivers instanceof JsonText ? new JsonText(`{"drivers":${drivers.text}}`) : { drivers },
+        200,
+      ];
     }
     if (path === '/v1/drivers') {
       allow(method, ['GET']);
@@ -198,7 +227,10 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
       res.statusCode = status;
       if (status === 204) res.end();
       else if (typeof body === 'string') res.end(body);
-      else {
+      else if (body instanceof JsonText) {
+        res.setHeader('content-type', 'application/json');
+        res.end(body.text);
+      } else {
         res.setHeader('content-type', 'application/json');
         res.end(JSON.stringify(body));
       }

@@ -526,6 +526,10 @@ export const openApiDocument = {
       Health: healthBody('Health', 'Liveness.', {}),
       Readiness: healthBody('Readiness', 'Readiness.', {
         expected: { type: 'integer', minimum: 1, description: 'Workers configured.' },
+        replica: {
+          enum: ['synced', 'syncing'],
+          description: "This HTTP worker's read replica: synced once it has every ingest worker's snapshot.",
+        },
         redis: { enum: ['up', 'down'], description: 'With Redis configured.' },
         degraded: { type: 'string', description: 'While Redis is down: what does not work.' },
       }),

@@ -1,4 +1,4 @@
-import { badParam } from './errors.ts';
+import { badParam } from '../errors.ts';
 
 /**
  * Strict parsing of query parameters and path segments: a value is either exactly what the API

@@ -1,4 +1,4 @@
-import { reasonNames } from './reasons.ts';
+import { reasonNames } from '../reasons.ts';
 
 /**
  * A worker's ingest counters as plain numbers: the hot path increments a field or a typed-array slot,
@@ -8,11 +8,10 @@ import { reasonNames } from './reasons.ts';
 export class IngestCounters {
   received = 0;
   accepted = 0;
-  /** Indexed by reason code (src/ingest/reasons.ts); slot 0 (ok) stays 0. */
+  /** Indexed by reason code (src/reasons.ts); slot 0 (ok) stays 0. */
   readonly rejected = new Float64Array(reasonNames.length);
   expired = 0;
   /** Drivers this worker took over from another one. */
   handoffs = 0;
-  treeUpdates = 0;
   tripsEnded = 0;
 }

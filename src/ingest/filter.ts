@@ -1,5 +1,5 @@
 import type { Fix } from '../codec/fix.ts';
-import { Reason, type ReasonCode } from './reasons.ts';
+import { Reason, type ReasonCode } from '../reasons.ts';
 
 /** Fixes may be at most this far ahead of the server clock (phone clocks drift; GPS time does not). */
 export const MAX_FUTURE_S = 60;

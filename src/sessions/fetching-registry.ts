@@ -13,7 +13,7 @@ export type Resolved = SessionInfo | undefined | typeof FAILED;
 
 /**
  * Where a worker's sessions are fetched from: Redis (src/sessions/redis-registry.ts) or, with no Redis,
- * the primary over cluster IPC (src/cluster/worker.ts).
+ * the primary over cluster IPC (src/sessions/primary-registry.ts).
  */
 export interface SessionSource {
   /** Able to answer now; when false, lookups fail at once (FAILED) instead of queueing. */

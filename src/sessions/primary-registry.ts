@@ -1,15 +1,16 @@
 import { FetchingRegistry, type LookupOutcomes, type Resolved } from './fetching-registry.ts';
-import type { Lookup, SessionInfo, SessionRegistry } from './registry.ts';
+import { FAILED, type Lookup, type SessionInfo, type SessionRegistry } from './registry.ts';
 
-/** A fetch sent to the primary and not answered yet. */
-interface Asked {
-  settle: (i: number, result: Resolved) => void;
-  at: number;
-}
+/** The primary's answer to a batch of lookups: per session [driverId, cab] or null; null for none at all. */
+export type PrimaryAnswer = ReadonlyArray<readonly [string, string] | null> | null;
 
 export interface PrimaryRegistryOptions {
-  /** Sends a batch of lookups to the primary (cluster IPC); its answer comes back through answer(). */
-  ask: (id: number, his: number[], los: number[]) => void;
+  /**
+   * Asks the primary for a batch of sessions (cluster IPC, src/cluster/rpc.ts request()); `done` gets
+   * its answer, or null when the call failed. `done` must run while the answer's message is handled,
+   * before later messages from the primary (see the class comment).
+   */
+  fetch: (his: number[], los: number[], done: (answer: PrimaryAnswer) => void) => void;
   /** Connected to the primary. */
   up: () => boolean;
   onResolved: (hi: number, lo: number, result: Resolved) => void;
@@ -22,29 +23,26 @@ export interface PrimaryRegistryOptions {
 
 /**
  * A worker's session registry without Redis: the primary holds the only copy of the sessions (the API
- * writes them there) and the worker asks it, over cluster IPC, for sessions it has no driver for. Before
- * this, every worker held a full copy: about 150 B a session per worker, so the registry's memory grew
- * with the number of cores, and a restarted worker had to be sent every session before it could start.
+ * writes them there, src/sessions/session-table.ts) and the worker asks it, over cluster IPC, for
+ * sessions it has no driver for. Before this, every worker held a full copy: about 150 B a session per
+ * worker, so the registry's memory grew with the number of cores, and a restarted worker had to be sent
+ * every session before it could start.
  *
- * The caching, batching, one-fetch-per-session and rate limit are FetchingRegistry's, as with Redis. The
- * primary tells every worker of each change through the API (src/cluster/primary.ts): a new session
- * clears a negative-cache entry (`remember`), a revoked one is refused at once (`forget`). Those messages
- * and the answers to lookups travel on one ordered channel, so an answer never overtakes a change the
- * primary made before it, and a change never reaches the worker before an answer the primary gave
- * before the change.
+ * The caching, batching and one-fetch-per-session are FetchingRegistry's, as with Redis. The primary
+ * tells every worker of each change through the API (src/cluster/primary.ts): a new session clears a
+ * negative-cache entry (`remember`), a revoked one is refused at once (`forget`). Those messages and the
+ * answers to lookups travel on one ordered channel, and answers are delivered as their messages are
+ * handled, so an answer never overtakes a change the primary made before it, and a change never reaches
+ * the worker before an answer the primary gave before the change.
  */
 export class PrimaryRegistry implements SessionRegistry {
   readonly #core: FetchingRegistry;
-  readonly #asked = new Map<number, Asked>();
-  readonly #now: () => number;
-  #nextId = 1;
 
   constructor(options: PrimaryRegistryOptions) {
-    this.#now = options.now ?? Date.now;
     this.#core = new FetchingRegistry({
       hitOutcome: 'primary_hit',
       onResolved: options.onResolved,
-      now: this.#now,
+      now: options.now ?? Date.now,
       ...(options.lookupTimeoutMs === undefined ? {} : { lookupTimeoutMs: options.lookupTimeoutMs }),
       // No cap a second: the sessions are local, and a fleet coming back after a restart (100k first
       // fixes within a second) is looked up as fast as the primary answers; 10,000 a second refused half
@@ -54,9 +52,15 @@ export class PrimaryRegistry implements SessionRegistry {
       source: {
         up: options.up,
         fetch: (his, los, settle) => {
-          const id = this.#nextId++;
-          this.#asked.set(id, { settle, at: this.#now() });
-          options.ask(id, [...his], [...los]);
+          options.fetch([...his], [...los], (answer) => {
+            for (let i = 0; i < his.length; i++) {
+              if (answer === null) settle(i, FAILED);
+              else {
+                const f = answer[i];
+                settle(i, f == null ? undefined : { driverId: f[0], cab: f[1] });
+              }
+            }
+          });
         },
       },
     });
@@ -67,24 +71,8 @@ export class PrimaryRegistry implements SessionRegistry {
     return this.#core.outcomes;
   }
 
-  /** Lookups sent to the primary and not answered yet. */
-  get asked(): number {
-    return this.#asked.size;
-  }
-
   lookup(hi: number, lo: number): Lookup {
     return this.#core.lookup(hi, lo);
-  }
-
-  /** The primary's answer to ask(id): per session, [driverId, cab] or null (unknown). */
-  answer(id: number, found: ReadonlyArray<readonly [string, string] | null>): void {
-    const a = this.#asked.get(id);
-    if (a === undefined) return;
-    this.#asked.delete(id);
-    for (let i = 0; i < found.length; i++) {
-      const f = found[i];
-      a.settle(i, f == null ? undefined : { driverId: f[0], cab: f[1] });
-    }
   }
 
   /**
@@ -97,12 +85,6 @@ export class PrimaryRegistry implements SessionRegistry {
 
   forget(hi: number, lo: number): void {
     this.#core.forget(hi, lo);
-  }
-
-  /** Lets go of lookups the primary never answered (they failed at the registry's timeout already). */
-  sweep(olderThanMs = 10_000): void {
-    const before = this.#now() - olderThanMs;
-    for (const [id, a] of this.#asked) if (a.at < before) this.#asked.delete(id);
   }
 
   close(): void {

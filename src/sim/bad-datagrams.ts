@@ -1,5 +1,5 @@
 import { Fix } from '../codec/fix.ts';
-import { Reason, type ReasonCode } from '../ingest/reasons.ts';
+import { Reason, type ReasonCode } from '../reasons.ts';
 import type { Random } from './random.ts';
 import { writeTrack } from './wire.ts';
 

@@ -2,8 +2,8 @@ import type { NewTrack } from './new-track.ts';
 
 /**
  * A live driver. Every field is initialised in the constructor so that all drivers share one hidden
- * class: the hot path reads and writes them monomorphically. The driver is also the R-tree item (its
- * minX..maxY are the padded box it is indexed under) and a node of the shard's expiry list.
+ * class: the hot path reads and writes them monomorphically. The driver is also a node of the shard's
+ * expiry list.
  */
 export class Driver {
   readonly id: string;
@@ -31,13 +31,10 @@ export class Driver {
   /** Watches fixes refused as too fast for a consistent new track (src/store/new-track.ts); null while none is. */
   track: NewTrack | null = null;
 
-  /** The padded box the driver is indexed under in the R-tree (degrees; X is longitude). */
-  minX = 0;
-  minY = 0;
-  maxX = 0;
-  maxY = 0;
-  /** False until the driver is in the R-tree. */
-  indexed = false;
+  /** Moved since the shard's last drainChanges() (it is in the shard's dirty list). */
+  dirty = false;
+  /** The directory's epoch of this worker's ownership (src/cluster/handoff.ts), sent back when it drops the driver. */
+  epoch = 0;
 
   /** Its slot in the shard's TrackRings, the next ring position to write, and how many are filled. */
   slot: number;

@@ -1,27 +1,12 @@
 import { LRUCache } from 'lru-cache';
-import RBush from 'rbush';
 import type { Fix } from '../codec/fix.ts';
 import { orderIdToString, parseOrderId } from '../codec/session.ts';
 import { haversineM } from '../geo/distance.ts';
-import { nearest, within } from '../geo/knn.ts';
-import { Reason, type ReasonCode } from '../ingest/reasons.ts';
+import { Reason, type ReasonCode } from '../reasons.ts';
 import { Driver, type DriverState, Trip, type TripEnd, type TripRecord, tripRecord } from './driver.ts';
 import { NewTrack } from './new-track.ts';
 import { TrackRings } from './track-rings.ts';
 import { U64Map } from './u64-map.ts';
-
-/** Metres per degree of latitude on the mean-radius sphere the distances use. */
-const M_PER_DEG = (6371008.8 * Math.PI) / 180;
-
-/**
- * Padding bounds for the R-tree boxes, metres; see retunePadding(). The floor is set by the cost of a
- * tree update in a large tree, not by queries: at 1M drivers (spacing ~37 m) a 30 m pad moved 19% of
- * fixes through remove + insert at ~4.8 us a fix; a 100 m pad moves 7% at ~1.8 us, while nearest-10
- * goes from ~25 to ~60 us, which the HTTP round trip dwarfs (measured in-process, 40 rounds at 10 m/s).
- */
-const MIN_PAD_M = 100;
-const MAX_PAD_M = 150;
-const DEFAULT_PAD_M = 100;
 
 export type RemoveReason = 'expired' | 'deleted' | 'revoked' | 'released';
 
@@ -38,22 +23,39 @@ export interface ShardOptions {
   onTripEnd?: (record: TripRecord) => void;
   /** A driver left this shard. */
   onDriverRemoved?: (driver: Driver, why: RemoveReason) => void;
-  /** Bounds of the R-tree padding, metres (see retunePadding); for benchmarks and tuning. */
-  minPadM?: number;
-  maxPadM?: number;
 }
 
-export interface Nearby {
-  driver: Driver;
-  distance: number;
+/**
+ * Where the shard's changes go once a tick (the replica batch writer, src/replica/batch.ts): drivers
+ * that appeared (or changed cab), moved, or left, by key (the driver's ring slot, stable while it is
+ * live here).
+ */
+export interface ChangeSink {
+  appeared(key: number, id: string, cab: string): void;
+  moved(
+    key: number,
+    latE6: number,
+    lonE6: number,
+    time: number,
+    speed: number,
+    bearing: number,
+    free: boolean,
+    receivedMs: number,
+  ): void;
+  left(key: number, why: RemoveReason): void;
 }
 
 const noop = (): void => {};
 
 /**
- * The live drivers one worker owns: the id, session and cab maps, the R-tree, the track rings, the
- * active and recent trips and the expiry order. Every change to a driver goes through the methods
- * here, which keep all of those in step (test/shard-model.test.ts checks them against a plain Map).
+ * The live drivers one worker owns: the id, session and cab maps, the track rings, the active and
+ * recent trips, the expiry order, and the log of what changed since the last tick for the read
+ * replicas. Every change to a driver goes through the methods here, which keep all of those in step
+ * (test/shard-model.test.ts checks them, and the replicas fed from the log, against a plain Map).
+ *
+ * No spatial index: nearest and box queries are answered by the read replicas (src/replica/), so a fix
+ * costs the same whatever the fleet's size or shape; before, every fix that left its padded box paid an
+ * R-tree remove + insert that grew with the fleet (issue 14).
  *
  * Pure: no sockets, no clocks (callers pass the time), no metrics.
  */
@@ -64,7 +66,6 @@ export class Shard {
   readonly #maxSpeedMps: number;
   readonly #bySession = new U64Map<Driver>();
   readonly #byCab = new Map<string, Driver>();
-  readonly #tree = new RBush<Driver>();
   readonly #activeTrips = new Map<string, Trip>();
   readonly #finishedTrips: LRUCache<string, TripRecord>;
   readonly #onTripEnd: (record: TripRecord) => void;
@@ -72,11 +73,10 @@ export class Shard {
   /** Expiry list: least recently seen first. */
   #head: Driver | null = null;
   #tail: Driver | null = null;
-  #padM = DEFAULT_PAD_M;
-  readonly #minPadM: number;
-  readonly #maxPadM: number;
-  /** R-tree updates (remove + insert) since the shard was made: the padding's effect, for benchmarks. */
-  treeUpdates = 0;
+  /** Drivers that moved since the last drainChanges(), each once. */
+  #dirty: Driver[] = [];
+  /** Appearances and departures since the last drainChanges(), in order (a key can leave and be reused). */
+  #log: Array<Driver | RemoveReason | number> = [];
 
   constructor(options: ShardOptions) {
     this.rings = new TrackRings(options.trackPoints);
@@ -85,8 +85,6 @@ export class Shard {
     this.#finishedTrips = new LRUCache({ max: options.finishedTrips ?? 100_000 });
     this.#onTripEnd = options.onTripEnd ?? noop;
     this.#onDriverRemoved = options.onDriverRemoved ?? noop;
-    this.#minPadM = options.minPadM ?? MIN_PAD_M;
-    this.#maxPadM = options.maxPadM ?? MAX_PAD_M;
   }
 
   get size(): number {
@@ -95,10 +93,6 @@ export class Shard {
 
   get activeTrips(): number {
     return this.#activeTrips.size;
-  }
-
-  get paddingM(): number {
-    return this.#padM;
   }
 
   bySession(hi: number, lo: number): Driver | undefined {
@@ -111,7 +105,7 @@ export class Shard {
 
   /**
    * Applies a fix that passed checkFix() to the driver that owns its session. The per-datagram hot
-   * path: no allocation unless a trip starts or the driver leaves its padded box.
+   * path: no allocation unless a trip starts.
    */
   ingest(d: Driver, fix: Fix, nowMs: number): ReasonCode {
     const time = fix.time;
@@ -153,13 +147,16 @@ export class Shard {
     d.bearing = fix.bearing;
     d.cost = fix.cost;
     this.#pushPoint(d, fix.lat, fix.lon, time);
-    if (!d.indexed || lon < d.minX || lon > d.maxX || lat < d.minY || lat > d.maxY) this.#reindex(d);
     this.#touch(d, nowMs);
+    if (!d.dirty) {
+      d.dirty = true;
+      this.#dirty.push(d);
+    }
     return Reason.ok;
   }
 
   /**
-   * Adds a driver with no fix yet (it is not in the R-tree until its first fix), or, with `state`, the
+   * Adds a driver with no fix yet (the replicas list it from its first fix), or, with `state`, the
    * driver another worker handed over, ring and trip included.
    */
   add(
@@ -180,6 +177,11 @@ export class Shard {
     // A handed-over driver has just sent a fix here, so it counts as seen now: that also keeps the
     // expiry list in time order.
     this.#touch(d, nowMs);
+    this.#log.push(d);
+    if (d.time !== 0) {
+      d.dirty = true;
+      this.#dirty.push(d);
+    }
     return d;
   }
 
@@ -193,6 +195,8 @@ export class Shard {
       if (this.#byCab.get(d.cab) === d) this.#byCab.delete(d.cab);
       d.cab = cab;
       if (d.trip !== null) d.trip.cab = cab;
+      // The replicas learn the new cab: an APPEARED again for the same key.
+      this.#log.push(d);
     }
     this.#byCab.set(cab, d);
   }
@@ -214,12 +218,10 @@ export class Shard {
     this.drivers.delete(d.id);
     if (this.#bySession.get(d.sessionHi, d.sessionLo) === d) this.#bySession.delete(d.sessionHi, d.sessionLo);
     if (this.#byCab.get(d.cab) === d) this.#byCab.delete(d.cab);
-    if (d.indexed) {
-      this.#tree.remove(d);
-      d.indexed = false;
-    }
     this.#unlink(d);
     this.rings.release(d.slot);
+    // The key (its slot) may be given to another driver before the next tick: log the departure in order.
+    this.#log.push(d.slot, why);
     this.#onDriverRemoved(d, why);
   }
 
@@ -237,20 +239,35 @@ export class Shard {
     return n;
   }
 
-  /** Up to k drivers within radiusM of (lat, lon), nearest first by great-circle distance. */
-  nearest(lat: number, lon: number, k: number, radiusM: number, freeOnly = false): Nearby[] {
-    const found = nearest(this.#tree, lat, lon, k, radiusM, freeOnly ? isFree : undefined, undefined, byId);
-    const out: Nearby[] = new Array(found.length);
-    for (let i = 0; i < found.length; i++) {
-      const f = found[i]!;
-      out[i] = { driver: f.item, distance: f.distance };
+  /**
+   * Writes what changed since the last call to `sink`, in order: appearances and departures as they
+   * happened, then the position of every driver that moved (once each, its latest), and forgets them.
+   * Once a tick: nothing on the per-datagram path but a flag and, the first time in a tick, a push.
+   */
+  drainChanges(sink: ChangeSink): void {
+    const log = this.#log;
+    for (let i = 0; i < log.length; i++) {
+      const e = log[i]!;
+      if (typeof e === 'number') sink.left(e, log[++i] as RemoveReason);
+      // A driver that appeared and left within the tick: its LEFT follows, harmless.
+      else if (typeof e === 'object') sink.appeared(e.slot, e.id, e.cab);
     }
-    return out;
+    log.length = 0;
+    const dirty = this.#dirty;
+    for (let i = 0; i < dirty.length; i++) {
+      const d = dirty[i]!;
+      d.dirty = false;
+      if (this.drivers.get(d.id) === d) this.#writeMoved(sink, d);
+    }
+    dirty.length = 0;
   }
 
-  /** Drivers whose position is inside the box (minLon > maxLon: the box crosses the date line). */
-  within(minLon: number, minLat: number, maxLon: number, maxLat: number): Driver[] {
-    return within(this.#tree, minLon, minLat, maxLon, maxLat);
+  /** Every live driver, as appearances and positions: what a replica that starts now needs. */
+  snapshot(sink: ChangeSink): void {
+    for (const d of this.drivers.values()) {
+      sink.appeared(d.slot, d.id, d.cab);
+      if (d.time !== 0) this.#writeMoved(sink, d);
+    }
   }
 
   /** Every trip in progress here (for the once-a-second write to durable storage). */
@@ -329,40 +346,20 @@ export class Shard {
     };
   }
 
-  /**
-   * Sizes the R-tree padding to the fleet's density, within [MIN_PAD_M, MAX_PAD_M]. A larger pad means
-   * fewer tree updates (a taxi at 10 m/s leaves a 100 m pad about every 10 s, ~7% of fixes) but more
-   * boxes overlapping a query point; around a typical spacing between drivers the two costs balance,
-   * until the spacing falls below the floor, where updates cost more than queries gain. Existing boxes
-   * keep their size until their driver leaves them.
-   */
-  retunePadding(): number {
-    const root = this.#tree.toJSON() as { minX: number; minY: number; maxX: number; maxY: number };
-    const n = this.drivers.size;
-    // An empty rbush root has an infinite, inverted box.
-    if (n < 2 || !(root.maxX >= root.minX)) {
-      this.#padM = DEFAULT_PAD_M;
-      return this.#padM;
-    }
-    const midLat = ((root.minY + root.maxY) / 2) * (Math.PI / 180);
-    const h = (root.maxY - root.minY) * M_PER_DEG;
-    const w = (root.maxX - root.minX) * M_PER_DEG * Math.max(Math.cos(midLat), 0.01);
-    const spacing = Math.sqrt((Math.max(h, 1) * Math.max(w, 1)) / n);
-    this.#padM = Math.min(this.#maxPadM, Math.max(this.#minPadM, spacing));
-    return this.#padM;
-  }
-
   /** For tests: every structure's view of the shard. */
-  inspect(): { sessions: number; cabs: number; indexed: Driver[]; expiryOrder: Driver[]; trips: number } {
+  inspect(): { sessions: number; cabs: number; expiryOrder: Driver[]; trips: number } {
     const expiryOrder: Driver[] = [];
     for (let d = this.#head; d !== null; d = d.next) expiryOrder.push(d);
     return {
       sessions: this.#bySession.size,
       cabs: this.#byCab.size,
-      indexed: this.#tree.all(),
       expiryOrder,
       trips: this.#activeTrips.size,
     };
+  }
+
+  #writeMoved(sink: ChangeSink, d: Driver): void {
+    sink.moved(d.slot, d.latE6, d.lonE6, d.time, d.speed, d.bearing, d.free, d.seenAtMs);
   }
 
   #startTrip(d: Driver, cost: number, time: number): void {
@@ -386,19 +383,6 @@ export class Shard {
     this.rings.write(d.slot, d.ringHead, latE6, lonE6, time);
     d.ringHead = d.ringHead + 1 === n ? 0 : d.ringHead + 1;
     if (d.ringCount < n) d.ringCount++;
-  }
-
-  #reindex(d: Driver): void {
-    if (d.indexed) this.#tree.remove(d);
-    const padLat = this.#padM / M_PER_DEG;
-    const padLon = this.#padM / (M_PER_DEG * Math.max(Math.cos(d.lat * (Math.PI / 180)), 0.01));
-    d.minX = Math.max(-180, d.lon - padLon);
-    d.maxX = Math.min(180, d.lon + padLon);
-    d.minY = Math.max(-90, d.lat - padLat);
-    d.maxY = Math.min(90, d.lat + padLat);
-    this.#tree.insert(d);
-    d.indexed = true;
-    this.treeUpdates++;
   }
 
   /** Moves the driver to the tail of the expiry list. */
@@ -446,15 +430,5 @@ export class Shard {
       d.trip = trip;
       this.#activeTrips.set(trip.orderId, trip);
     }
-    if (d.time !== 0) this.#reindex(d);
   }
-}
-
-/** Drivers at the very same position come out in id order, as the primary's merge sorts them. */
-function byId(a: Driver, b: Driver): number {
-  return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
-}
-
-function isFree(d: Driver): boolean {
-  return d.orderHi === 0 && d.orderLo === 0;
 }

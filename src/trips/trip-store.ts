@@ -127,7 +127,26 @@ interface AppendCommand {
  * maxBuffered, and go out once the connection is back. One flush runs at a time, so an older record
  * can never land after a newer one.
  */
-export class TripStore {
+/**
+ * Where a worker's trips go: the TripStore with Redis, nothing without it. Chosen once at start-up, so
+ * the shard's callbacks never ask whether Redis is configured.
+ */
+export interface TripSink {
+  update(record: TripRecord): void;
+  end(record: TripRecord): void;
+  release(orderId: string): void;
+  close(): Promise<void>;
+}
+
+/** No Redis: trips live only in the workers' memory. */
+export const noTrips: TripSink = {
+  update() {},
+  end() {},
+  release() {},
+  close: () => Promise.resolve(),
+};
+
+export class TripStore implements TripSink {
   readonly writes: TripWrites = { ok: 0, error: 0, dropped: 0 };
   readonly #redis: Redis | Cluster;
   readonly #finishedTtlS: number;

@@ -45,12 +45,15 @@ export class Daemon {
   readonly udpPort: number;
   readonly httpPort: number;
   readonly logs: string[] = [];
+  /** CABTRACK_PUBLISH_MS: the read replicas follow the owners by up to this, plus the batch's trip. */
+  readonly publishMs: number;
   #exited: Promise<number | null>;
 
-  constructor(proc: ChildProcess, udpPort: number, httpPort: number) {
+  constructor(proc: ChildProcess, udpPort: number, httpPort: number, publishMs = 200) {
     this.proc = proc;
     this.udpPort = udpPort;
     this.httpPort = httpPort;
+    this.publishMs = publishMs;
     proc.stderr!.setEncoding('utf8');
     let partial = '';
     proc.stderr!.on('data', (chunk: string) => {
@@ -104,6 +107,14 @@ export class Daemon {
     return 0;
   }
 
+  /**
+   * Waits until what the ingest workers hold now is what nearest and bbox answer: the read replicas
+   * follow by at most one publish tick (the issue allows one tick of lag); two ticks and a margin.
+   */
+  caughtUp(): Promise<void> {
+    return new Promise((r) => setTimeout(r, 2 * this.publishMs + 50));
+  }
+
   async waitFor(cond: () => Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
     const end = Date.now() + timeoutMs;
     while (Date.now() < end) {
@@ -141,7 +152,7 @@ export async function startDaemon(env: Record<string, string> = {}): Promise<Dae
     },
     stdio: ['ignore', 'inherit', 'pipe'],
   });
-  const d = new Daemon(proc, udpPort, httpPort);
+  const d = new Daemon(proc, udpPort, httpPort, Number(env['CABTRACK_PUBLISH_MS'] ?? 200));
   const started = Date.now();
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`daemon exited with ${proc.exitCode}: ${d.logs.join('\n')}`);

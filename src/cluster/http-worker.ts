@@ -1,0 +1,161 @@
+import cluster from 'node:cluster';
+import { createServer } from 'node:http';
+import type { Config } from '../config.ts';
+import { PeerGoneError, RemoteError, RpcTimeoutError, unavailable } from '../errors.ts';
+import { type Backend, createApi, JsonText, type Tokens } from '../http/api.ts';
+import { log } from '../log.ts';
+import { Buckets, httpWorkerRegistry, metricsContentType, REPLICA_LAG_BUCKETS } from '../metrics.ts';
+import { Feeds } from '../replica/feed.ts';
+import { type DriverView, Replica } from '../replica/replica.ts';
+import type { HttpApi, PrimaryForHttp } from './protocol.ts';
+import { Rpc } from './rpc.ts';
+
+/**
+ * An HTTP worker: serves the API on the shared HTTP port (SO_REUSEPORT: the kernel spreads the
+ * connections over the HTTP workers) from its own read replica, which follows every ingest worker's
+ * batches.
+ * nearest and bbox are answered here, with no call to any other process; the operator routes for one
+ * driver, the writes and /metrics go to the primary, which asks the drivers' owners.
+ */
+export function startHttpWorker(config: Config, tokens: Tokens): void {
+  const lag = new Buckets(REPLICA_LAG_BUCKETS);
+  const replica = new Replica({
+    onLag: (ms) => lag.observe(ms / 1000),
+    // A handed-off driver waits for its new owner's batch: that owner publishes within a tick.
+    handoffGraceMs: Math.max(1000, 3 * config.publishMs),
+  });
+  const feeds = new Feeds({
+    replica,
+    onResync: (source, why) => log.info('replica resynchronising', { source, why }),
+  });
+  const metrics = httpWorkerRegistry({
+    replicaDrivers: () => replica.size,
+    replicaResyncs: () => feeds.resyncs,
+    lag,
+  });
+  const rpc = new Rpc<HttpApi, PrimaryForHttp>(
+    { send: (m) => process.send!(m), connected: () => process.connected === true },
+    {
+      feeds: (sources) => feeds.set(sources),
+      metrics: () => metrics.register.getMetricsAsJSON(),
+    },
+    { timeoutMs: config.queryTimeoutMs + 1000, peer: 'primary' },
+  );
+  process.on('message', (m: unknown) => {
+    rpc.receive(m);
+  });
+
+  /** The primary did not answer (busy, or restarting): the API's 503, not a 500. */
+  const ask = async <T>(p: Promise<T>): Promise<T> => {
+    try {
+      return await p;
+    } catch (err) {
+      if (err instanceof PeerGoneError || err instanceof RpcTimeoutError)
+        throw unavailable('the daemon', err);
+      // An API answer decided by the primary (Redis down: 503) is answered as it was decided.
+      if (err instanceof RemoteError) throw err.toHttp() ?? err;
+      throw err;
+    }
+  };
+
+  const slots: number[] = [];
+  const distances: number[] = [];
+  const backend: Backend = {
+    async nearest(lat, lon, k, radius, free, withPath) {
+      const n = replica.nearest(lat, lon, k, radius, free, slots, distances);
+      if (!withPath) {
+        // The common case, the client app's poll: the answer written straight from the replica.
+        let text = '[';
+        for (let i = 0; i < n; i++) {
+          if (i > 0) text += ',';
+          text += replica.json(slots[i]!, Math.round(distances[i]! * 10) / 10);
+        }
+        return new JsonText(`${text}]`);
+      }
+      const drivers: Array<DriverView & { distance: number }> = new Array(n);
+      const owners = new Map<number, string[]>();
+      for (let i = 0; i < n; i++) {
+        const slot = slots[i]!;
+        drivers[i] = { ...replica.view(slot), distance: Math.round(distances[i]! * 10) / 10 };
+        const owner = replica.owner(slot);
+        if (owner !== null) owners.set(owner.source, [...(owners.get(owner.source) ?? []), drivers[i]!.id]);
+      }
+      if (n === 0) return drivers;
+      // Paths only for the k that made the cut, each from the worker that owns the driver, in parallel.
+      const found: Record<string, { path: unknown; matched: boolean }> = {};
+      await Promise.all(
+        [...owners].map(async ([source, ids]) => {
+          try {
+            Object.assign(found, await rpc.call('paths', source, ids, config.pathDeadlineMs));
+          } catch {
+            // Straight paths for these: the answer must not wait on a worker being replaced.
+          }
+        }),
+      );
+      return drivers.map((d) => {
+        const p = found[d.id];
+        return { ...d, path: p?.path ?? [[d.lon, d.lat, d.time]], matched: p?.matched ?? false };
+      });
+    },
+    async bbox([minLon, minLat, maxLon, maxLat], after, limit) {
+      return replica.within(minLon, minLat, maxLon, maxLat, after, limit + 1).map((s) => replica.view(s));
+    },
+    driver: (id) => ask(rpc.call('driver', id)),
+    cab: (cab) => ask(rpc.call('cab', cab)),
+    trip: (orderId) => ask(rpc.call('trip', orderId)),
+    putSession: (hi, lo, driverId, cab) => ask(rpc.call('putSession', hi, lo, driverId, cab)),
+    deleteSession: (hi, lo) => ask(rpc.call('deleteSession', hi, lo)),
+    deleteDriver: (id) => ask(rpc.call('deleteDriver', id)),
+    deleteCab: (cab) => ask(rpc.call('deleteCab', cab)),
+    async metrics() {
+      return { contentType: metricsContentType, body: await ask(rpc.call('metrics')) };
+    },
+    health() {
+      // Alive: this process answers. `workers`: the ingest workers whose batches it follows.
+      return { ok: true, detail: { workers: feeds.size } };
+    },
+    async ready() {
+      const r = await ask(rpc.call('readiness'));
+      const synced = feeds.synced;
+      return { ok: r.ok && synced, detail: { ...r.detail, replica: synced ? 'synced' : 'syncing' } };
+    },
+  };
+
+  const api = createApi({
+    backend,
+    tokens,
+    observe: (route, method, status, seconds) =>
+      metrics.httpDuration.observe({ route, method, status: String(status) }, seconds),
+  });
+  // Node checks these timeouts every connectionsCheckingInterval (30 s by default): check every second,
+  // so a slow-headers client is cut off after 5 s, not up to 35.
+  const server = createServer(
+    { requestTimeout: 10_000, headersTimeout: 5_000, connectionsCheckingInterval: 1000 },
+    api,
+  );
+  server.keepAliveTimeout = 5_000;
+  server.maxRequestsPerSocket = 0;
+  server.on('error', (err) => {
+    log.error('http server error', { err: err.message });
+    process.exit(1);
+  });
+  // Each HTTP worker its own listening socket on the shared port (SO_REUSEPORT; exclusive: not a handle
+  // shared through the primary): the kernel spreads connections over them, and the primary is not on
+  // the path of any. With the cluster's round-robin the primary accepted every connection and handed
+  // it over; one handed to a worker that died meanwhile was never answered nor closed (a client hung
+  // until its own timeout), and a busy primary delayed every new connection.
+  server.listen({ port: config.httpPort, host: config.host, reusePort: true, exclusive: true }, () =>
+    rpc.tell('hello'),
+  );
+
+  const stop = (): void => {
+    server.close();
+    server.closeAllConnections();
+    feeds.close();
+    rpc.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', stop);
+  process.on('disconnect', stop);
+  log.debug('http worker started', { id: cluster.worker?.id });
+}

@@ -1,0 +1,183 @@
+import t from 'tap';
+import { Pool } from 'undici';
+import { haversineM } from '../src/geo/distance.ts';
+import { CLIENT, type Daemon, startDaemon } from './support/daemon.ts';
+import { Fleet, type FleetDriver } from './support/hostile-fleet.ts';
+import { alive, connectedSocket, scrape, settle, sleep } from './support/hostile-net.ts';
+import { Prng } from './support/prng.ts';
+
+/**
+ * The read path (issue 10) from outside: nearest and bbox, answered by the HTTP workers' read replicas,
+ * against a great-circle brute force over what the fleet sent, while it moves and hands drivers between
+ * workers (allowing one tick of lag); and an HTTP worker killed under query load: the other keeps
+ * answering, and the replacement comes back with a full replica from a snapshot.
+ */
+
+const N = 300;
+const CENTRE = { lat: 59.3293, lon: 18.0686 };
+let daemon: Daemon;
+const fleet = new Fleet({
+  size: N,
+  seed: 1010,
+  prefix: 'rp',
+  sessionBase: 0x5eed_1010_0000_0000n,
+  orderBase: 1_010_000_000n,
+  startTime: Math.floor(Date.now() / 1000) - 400,
+  centre: CENTRE,
+  orderRounds: [3, 8],
+  freeRounds: [1, 4],
+});
+
+t.before(async () => {
+  daemon = await startDaemon();
+  await fleet.register(daemon);
+  await fleet.open(daemon.udpPort);
+});
+t.teardown(async () => {
+  fleet.close();
+  await daemon.stop();
+});
+
+const last = (d: FleetDriver) => d.last!;
+
+function bruteNearest(lat: number, lon: number, k: number, radius: number, freeOnly: boolean): string[] {
+  return fleet.drivers
+    .filter((d) => !freeOnly || last(d).orderId === 0n)
+    .map((d) => ({ id: d.id, m: haversineM(lat, lon, last(d).lat / 1e6, last(d).lon / 1e6) }))
+    .filter((x) => x.m <= radius)
+    .sort((a, b) => a.m - b.m || (a.id < b.id ? -1 : 1))
+    .slice(0, k)
+    .map((x) => x.id);
+}
+
+t.test('nearest and bbox equal a brute force while the fleet moves and changes workers', async (t) => {
+  const rnd = new Prng(77);
+  let checked = 0;
+  for (let round = 0; round < 6; round++) {
+    // A tenth of the drivers change source address (a new NAT mapping): some change worker.
+    if (round > 0) {
+      for (const d of fleet.drivers) {
+        if (!rnd.chance(0.1)) continue;
+        d.socket.close();
+        d.socket = await connectedSocket(daemon.udpPort);
+      }
+    }
+    await fleet.round();
+    const s = await settle(daemon);
+    t.equal(s.accepted, fleet.sent, `round ${round}: every fix accepted`);
+    await daemon.caughtUp();
+    for (let q = 0; q < 20; q++) {
+      const lat = CENTRE.lat + (rnd.float() - 0.5) * 0.08;
+      const lon = CENTRE.lon + (rnd.float() - 0.5) * 0.16;
+      const k = [1, 10, 100][q % 3]!;
+      const radius = [500, 3000, 20_000][q % 3]!;
+      const free = q % 4 === 0;
+      const r = await daemon.get(
+        `/v1/drivers/nearest?lat=${lat}&lon=${lon}&k=${k}&radius=${radius}${free ? '&free=1' : ''}`,
+        CLIENT,
+      );
+      const got = r.body.drivers.map((d: { id: string }) => d.id);
+      if (got.join() !== bruteNearest(lat, lon, k, radius, free).join()) {
+        t.fail(
+          `round ${round} query ${q}: ${got.join()} vs ${bruteNearest(lat, lon, k, radius, free).join()}`,
+        );
+      }
+      for (const d of r.body.drivers as Array<{ id: string; time: number; lat: number }>) {
+        const f = last(fleet.drivers.find((x) => x.id === d.id)!);
+        if (d.time !== f.time || d.lat !== f.lat / 1e6) t.fail(`${d.id} not at its last fix`);
+      }
+      checked++;
+    }
+    // The operators' box, paged through by id: every driver once, in id order.
+    const seen: string[] = [];
+    let cursor = '';
+    for (let page = 0; page < 10; page++) {
+      const r = await daemon.get(
+        `/v1/drivers?bbox=17.9,59.2,18.3,59.5&limit=70${cursor === '' ? '' : `&cursor=${cursor}`}`,
+      );
+      seen.push(...r.body.drivers.map((d: { id: string }) => d.id));
+      if (r.body.next === null) break;
+      cursor = r.body.next;
+    }
+    const inBox = fleet.drivers
+      .filter((d) => {
+        const f = last(d);
+        return f.lat >= 59_200_000 && f.lat <= 59_500_000 && f.lon >= 17_900_000 && f.lon <= 18_300_000;
+      })
+      .map((d) => d.id)
+      .sort();
+    t.same(seen, inBox, `round ${round}: the box, every driver once, in id order`);
+  }
+  t.equal(checked, 120);
+  t.ok((await scrape(daemon)).get('cabtrack_driver_handoffs_total') > 0, 'drivers changed workers');
+});
+
+t.test(
+  'an HTTP worker killed under query load: the other answers, the new one starts from a snapshot',
+  async (t) => {
+    const httpPids = (): number[] =>
+      daemon.logs
+        .filter((l) => l.includes('"http worker ready"'))
+        .map((l) => (JSON.parse(l) as { pid: number }).pid)
+        .filter(alive);
+    t.equal(httpPids().length, 2, 'two HTTP workers');
+    // Timeouts, so that a request lost with the killed worker fails (and is counted) instead of hanging.
+    const pool = new Pool(daemon.url, { connections: 8, headersTimeout: 5000, bodyTimeout: 5000 });
+    t.teardown(() => pool.close());
+    let ok = 0;
+    let failed = 0;
+    let okAfter = 0;
+    let failedAfter = 0;
+    let killedAt = 0;
+    let stop = false;
+    const client = async (c: number): Promise<void> => {
+      const rnd = new Prng(c);
+      while (!stop) {
+        const lat = CENTRE.lat + (rnd.float() - 0.5) * 0.05;
+        const lon = CENTRE.lon + (rnd.float() - 0.5) * 0.1;
+        try {
+          const res = await pool.request({
+            method: 'GET',
+            path: `/v1/drivers/nearest?lat=${lat}&lon=${lon}&k=10`,
+            headers: { authorization: `Bearer ${CLIENT}` },
+          });
+          const body = (await res.body.json()) as { drivers: unknown[] };
+          if (res.statusCode !== 200 || body.drivers.length !== 10) throw new Error(`${res.statusCode}`);
+          ok++;
+          if (killedAt > 0 && Date.now() - killedAt > 500) okAfter++;
+        } catch {
+          failed++;
+          // Requests in flight on the dead worker's connections fail; a client retries on a new one.
+          if (killedAt > 0 && Date.now() - killedAt > 500) failedAfter++;
+        }
+      }
+    };
+    const clients = Array.from({ length: 8 }, (_, c) => client(c));
+    await sleep(1000);
+    const [victim] = httpPids();
+    killedAt = Date.now();
+    process.kill(victim!, 'SIGKILL');
+    await sleep(2500);
+    stop = true;
+    await Promise.all(clients);
+    t.comment(
+      `${ok} answered, ${failed} failed (in flight on the killed worker); after 0.5 s: ${okAfter} and ${failedAfter}`,
+    );
+    t.ok(ok > 500, 'queries kept being answered');
+    t.ok(failed <= 16, 'only what was in flight on the killed worker failed');
+    t.equal(failedAfter, 0, 'from half a second after the kill, every query answered');
+    // The replacement: forked, given the feeds, and complete once every source's snapshot is in.
+    await daemon.waitFor(
+      async () => httpPids().length === 2 && !httpPids().includes(victim!),
+      'a new HTTP worker',
+    );
+    await daemon.waitFor(async () => {
+      const s = await scrape(daemon);
+      return s.get('cabtrack_http_workers_up') === 2 && s.get('cabtrack_replica_drivers') === N;
+    }, 'every replica complete (the fewest drivers of any HTTP worker is the fleet)');
+    t.equal((await scrape(daemon)).get('cabtrack_worker_restarts_total'), 1);
+    const ready = await daemon.get('/readyz', null);
+    t.equal(ready.status, 200);
+    t.equal(ready.body.replica, 'synced');
+  },
+);

@@ -1,0 +1,182 @@
+import t from 'tap';
+import { encodeTrack } from '../src/codec/encode.ts';
+import { Ingest } from '../src/ingest/ingest.ts';
+import { Reason } from '../src/reasons.ts';
+import type { Resolved } from '../src/sessions/fetching-registry.ts';
+import { FAILED, type Lookup, PENDING, THROTTLED } from '../src/sessions/registry.ts';
+import { Shard } from '../src/store/shard.ts';
+import { Prng } from './support/prng.ts';
+
+/**
+ * The ingest object without a process (issue 15): every datagram counted exactly once, in one place,
+ * whatever happens to the fixes it holds (lookups answered late or failing, claims granted, dropped,
+ * timed out, sessions revoked, drivers removed), and held fixes applied with their own values even when
+ * an answer arrives while another is being applied.
+ */
+
+const NOW_S = 1_700_000_000;
+
+interface World {
+  ingest: Ingest;
+  shard: Shard;
+  /** Sessions the fake registry knows: lo -> driver id. */
+  sessions: Map<number, string>;
+  /** Lookups answered PENDING, waiting for the test to resolve them. */
+  pending: number[];
+  claims: string[];
+  dropped: Array<[string, number]>;
+  /** How the registry answers a lookup of an uncached session. */
+  mode: { value: 'pending' | 'throttled' | 'failed' | 'cached' };
+  clock: { nowMs: number; nowS: number };
+}
+
+function world(onClaim?: (w: World, id: string) => void): World {
+  const clock = { nowMs: NOW_S * 1000, nowS: NOW_S };
+  const shard = new Shard({ trackPoints: 8, idleTimeoutS: 900 });
+  const w = {
+    shard,
+    sessions: new Map<number, string>(),
+    pending: [] as number[],
+    claims: [] as string[],
+    dropped: [] as Array<[string, number]>,
+    mode: { value: 'pending' as World['mode']['value'] },
+    clock,
+  } as World;
+  const registry = {
+    lookup(_hi: number, lo: number): Lookup {
+      const id = w.sessions.get(lo);
+      if (w.mode.value === 'throttled') return THROTTLED;
+      if (w.mode.value === 'failed') return FAILED;
+      if (w.mode.value === 'cached') return id === undefined ? undefined : { driverId: id, cab: `C-${id}` };
+      if (!w.pending.includes(lo)) w.pending.push(lo);
+      return PENDING;
+    },
+  };
+  w.ingest = new Ingest({
+    shard,
+    registry,
+    clock,
+    idleTimeoutS: 900,
+    ports: {
+      claim: (id) => {
+        w.claims.push(id);
+        onClaim?.(w, id);
+      },
+      dropped: (id, epoch) => w.dropped.push([id, epoch]),
+    },
+  });
+  return w;
+}
+
+function resolve(w: World, lo: number, result?: Resolved): void {
+  w.pending.splice(w.pending.indexOf(lo), 1);
+  const id = w.sessions.get(lo);
+  w.ingest.resolved(1, lo, result ?? (id === undefined ? undefined : { driverId: id, cab: `C-${id}` }));
+}
+
+const fixOf = (lo: number, time: number, lat = 10_000_000): Uint8Array =>
+  encodeTrack({ session: (1n << 32n) | BigInt(lo), lat, lon: 20_000_000, time });
+
+function balance(w: World): boolean {
+  const c = w.ingest.counters;
+  let rejected = 0;
+  for (const n of c.rejected) rejected += n;
+  return c.received === c.accepted + rejected + w.ingest.held;
+}
+
+t.test('received = accepted + rejected + held after every step of 20,000 random ones', async (t) => {
+  const rnd = new Prng(15);
+  const w = world();
+  for (let lo = 1; lo <= 200; lo++) if (lo % 5 !== 0) w.sessions.set(lo, `d${lo}`);
+  let epoch = 0;
+  let broken = 0;
+  // Fix times move on a second every 40 steps, from 800 s ago: none stale or in the future.
+  const timeAt = (step: number): number => NOW_S - 800 + Math.floor(step / 40) + rnd.int(0, 1);
+  for (let step = 0; step < 20_000; step++) {
+    const op = rnd.int(0, 99);
+    const lo = rnd.int(1, 200);
+    if (op < 50) {
+      w.mode.value = rnd.chance(0.9) ? 'pending' : rnd.pick(['throttled', 'failed', 'cached'] as const);
+      const kind = rnd.int(0, 9);
+      if (kind === 0) w.ingest.datagram(new Uint8Array([0xff, 0xff, 0xff]));
+      else if (kind === 1) w.ingest.datagram(new Uint8Array(80));
+      else w.ingest.datagram(fixOf(lo, timeAt(step), 10_000_000 + rnd.int(-100, 100)));
+    } else if (op < 70 && w.pending.length > 0) {
+      const p = rnd.pick(w.pending);
+      resolve(w, p, rnd.chance(0.1) ? FAILED : undefined);
+    } else if (op < 85 && w.claims.length > 0) {
+      const id = w.claims.splice(rnd.int(0, w.claims.length - 1), 1)[0]!;
+      w.ingest.grant(id, ++epoch, null, null);
+    } else if (op < 90) {
+      w.ingest.revoke(1, lo);
+    } else if (op < 95) {
+      w.ingest.remove(`d${lo}`);
+    } else if (op < 97) {
+      w.clock.nowMs += 6000;
+      w.ingest.expireClaims();
+      w.claims.length = 0;
+    } else if (w.shard.drivers.has(`d${lo}`)) {
+      w.ingest.release(`d${lo}`);
+    }
+    if (!balance(w)) broken++;
+  }
+  t.equal(broken, 0, 'the balance held at every step');
+  // Settle everything still held: lookups answered, claims granted.
+  for (const lo of [...w.pending]) resolve(w, lo);
+  for (const id of w.claims.splice(0)) w.ingest.grant(id, ++epoch, null, null);
+  t.equal(w.ingest.held, 0, 'nothing left held');
+  t.ok(balance(w), 'received = accepted + rejected');
+  const c = w.ingest.counters;
+  t.ok(
+    c.accepted > 1000 && c.rejected[Reason.malformed]! > 0 && c.rejected[Reason.unknownSession]! > 0,
+    'a mix',
+  );
+  t.comment(`received ${c.received}, accepted ${c.accepted}, by reason ${Array.from(c.rejected).join(',')}`);
+});
+
+t.test(
+  'a grant that arrives while held fixes are being applied: each fix once, with its own values',
+  async (t) => {
+    // The primary answers the claim at once, inside the claim call (a port that grants synchronously):
+    // the grant applies the fixes held so far while resolved() is still walking its list.
+    let epoch = 0;
+    const w = world((w2, id) => w2.ingest.grant(id, ++epoch, null, null));
+    w.sessions.set(7, 'd7');
+    for (let i = 0; i < 5; i++) w.ingest.datagram(fixOf(7, NOW_S - 50 + i, 10_000_000 + i * 100));
+    t.equal(w.ingest.held, 5, 'five fixes wait for the lookup');
+    // Something else decodes meanwhile (the hot path's scratch fix is overwritten).
+    w.sessions.set(8, 'd8');
+    w.ingest.datagram(fixOf(8, NOW_S - 10, 55_000_000));
+    resolve(w, 7);
+    const d = w.shard.drivers.get('d7')!;
+    t.same(
+      w.shard.points(d).filter((_, i) => i % 3 === 0),
+      [10_000_000, 10_000_100, 10_000_200, 10_000_300, 10_000_400],
+      'the five fixes, in order, each with its own position',
+    );
+    t.equal(w.ingest.counters.accepted, 5);
+    t.ok(balance(w));
+  },
+);
+
+t.test('fixes held for a claim: counted when it is granted, given up, revoked or removed', async (t) => {
+  const w = world();
+  w.mode.value = 'cached';
+  for (const lo of [1, 2, 3, 4]) w.sessions.set(lo, `d${lo}`);
+  for (const lo of [1, 2, 3, 4]) for (let i = 0; i < 3; i++) w.ingest.datagram(fixOf(lo, NOW_S - 50 + i));
+  t.same(w.claims, ['d1', 'd2', 'd3', 'd4']);
+  t.equal(w.ingest.held, 12);
+  w.ingest.grant('d1', 1, null, null);
+  w.ingest.revoke(1, 2);
+  w.ingest.remove('d3');
+  w.clock.nowMs += 6000;
+  t.equal(w.ingest.expireClaims(), 1, 'd4 given up');
+  const c = w.ingest.counters;
+  t.equal(c.accepted, 3);
+  t.equal(c.rejected[Reason.unknownSession], 6, 'revoked and removed');
+  t.equal(c.rejected[Reason.lookupFailed], 3, 'never answered');
+  t.equal(w.ingest.held, 0);
+  // A grant for a claim given up: the directory is told to forget the driver.
+  w.ingest.grant('d4', 9, null, null);
+  t.same(w.dropped, [['d4', 9]]);
+});
