@@ -5,19 +5,16 @@
  * - In-process, on one Shard as a worker holds it (the approach of bench/pipeline.ts): the seeded city
  *   fleet (support/fleet.ts) sends rounds of one fix per driver, each round encoded ahead. Every round
  *   is decoded alone first (the baseline, same datagrams, same run) and then run through the worker's
- *   whole per-datagram path (decode, checkFix, session lookup, Shard.ingest with ring, trip and R-tree).
- *   The padding is sized to the fleet after the first round, as a worker does every 10 s.
- * - The cost depends on how long drivers have been moving: a driver enters the R-tree under a box
- *   padded by the default 100 m, and only once it has left that box (about the 10th fix at 9 m/s) does
- *   it start re-entering the tree under the padding sized to the fleet (30 m at 1M). So every size runs
- *   the same rounds, the cost of each round is kept (the curve), and sizes are compared on the same
- *   fixes: the median of rounds 14 to 16. At 10k and 100k the run goes on to round 40 as well (cheap),
- *   to show where the cost settles; at 1M that would take minutes.
+ *   whole per-datagram path (decode, checkFix, session lookup, Shard.ingest with ring, trip and the
+ *   replica change log's dirty flag).
+ * - Every size runs the same rounds, the cost of each round is kept (the curve), and sizes are compared
+ *   on the same fixes: the median of rounds 14 to 16. At 10k and 100k the run goes on to round 40 as
+ *   well (cheap), to show where the cost settles; at 1M that would take minutes.
  * - A 10k round lasts milliseconds: smaller fleets are measured as several independent fleets (other
  *   seeds, up to 10) and the median taken; the curve and the queries are the first fleet's.
- * - Queries: Shard.nearest (what a worker answers for GET /v1/drivers/nearest, k = 10) at 1 km and 3 km
- *   from seeded rider positions (riders are where drivers are), after round 16; median of three passes
- *   after a warm-up pass, us per query.
+ * - Queries: Replica.nearest (what an HTTP worker answers GET /v1/drivers/nearest with, k = 10) at 1 km
+ *   and 3 km from seeded rider positions (riders are where drivers are), on a replica loaded from the
+ *   shard's snapshot after round 16; median of three passes after a warm-up pass, us per query.
  * - Daemon-level check: the CPU a worker spends per datagram (its process CPU time over a trial at a
  *   fixed 100k datagrams/s, receive syscalls included) at each fleet size, from bench/ingest.ts's run
  *   (that benchmark already holds a one-worker daemon at each size; registering 1M sessions again here
@@ -29,7 +26,9 @@ import { existsSync, readFileSync } from 'node:fs';
 import { decodeTrack } from '../src/codec/decode.ts';
 import { Fix } from '../src/codec/fix.ts';
 import { checkFix } from '../src/ingest/filter.ts';
-import { MAX_DATAGRAM_BYTES, Reason } from '../src/ingest/reasons.ts';
+import { MAX_DATAGRAM_BYTES, Reason } from '../src/reasons.ts';
+import { BatchWriter, KIND_SNAPSHOT, LEFT_RELEASED } from '../src/replica/batch.ts';
+import { Replica } from '../src/replica/replica.ts';
 import { Shard } from '../src/store/shard.ts';
 import { Prng } from '../test/support/prng.ts';
 import { cabNumber, driverId, Fleet } from './support/fleet.ts';
@@ -54,6 +53,8 @@ const RADII = [1000, 3000];
 const IDLE_S = 900;
 const T0 = 1_763_000_000;
 
+const noSink = { appeared() {}, moved() {}, left() {} };
+
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length >> 1]!;
 
 interface Row {
@@ -63,12 +64,10 @@ interface Row {
   /** Median ns per datagram over rounds 14-16: the figure compared across sizes. */
   decodeNsPerDatagram: number;
   pipelineNsPerDatagram: number;
-  treeUpdateShare: number;
   /** Same, over the last three of LONG_ROUNDS, where run. */
-  long: { rounds: number; pipelineNsPerDatagram: number; treeUpdateShare: number } | null;
-  paddingM: number;
-  /** Per round: ns per datagram and share of fixes that moved the driver in the R-tree. */
-  curve: Array<{ round: number; ns: number; treeShare: number }>;
+  long: { rounds: number; pipelineNsPerDatagram: number } | null;
+  /** Per round: ns per datagram. */
+  curve: Array<{ round: number; ns: number }>;
   queries: Array<{ radiusM: number; usPerQuery: number; meanFound: number }>;
 }
 
@@ -91,7 +90,7 @@ function measure(n: number, replica: number): Row {
   };
   const fix = new Fix();
   let accepted = 0;
-  // The worker's per-datagram path (src/cluster/worker.ts onDatagram), minus the socket.
+  // The worker's per-datagram path (src/ingest/ingest.ts datagram()), minus the socket.
   const pipelineRound = (nowS: number): number => {
     const t = process.hrtime.bigint();
     let start = 0;
@@ -99,7 +98,7 @@ function measure(n: number, replica: number): Row {
       const end = ends[i]!;
       const b = slab.subarray(start, end);
       start = end;
-      if (b.length > MAX_DATAGRAM_BYTES || decodeTrack(b, b.length, fix) !== Reason.ok) continue;
+      if (b.length > MAX_DATAGRAM_BYTES || !decodeTrack(b, b.length, fix)) continue;
       if (checkFix(fix, nowS, IDLE_S) !== Reason.ok) continue;
       const d = shard.bySession(fix.sessionHi, fix.sessionLo);
       if (d !== undefined && shard.ingest(d, fix, nowS * 1000) === Reason.ok) accepted++;
@@ -114,7 +113,7 @@ function measure(n: number, replica: number): Row {
       const end = ends[i]!;
       const b = slab.subarray(start, end);
       start = end;
-      sink += decodeTrack(b, b.length, fix) + fix.lat;
+      sink += (decodeTrack(b, b.length, fix) ? 1 : 0) + fix.lat;
     }
     return Number(process.hrtime.bigint() - t) / n;
   };
@@ -126,37 +125,43 @@ function measure(n: number, replica: number): Row {
   for (let r = 1; r <= rounds; r++) {
     encodeRound();
     decode.push(decodeRound());
-    const before = shard.treeUpdates;
     const ns = pipelineRound(fleet.time[0]!);
-    curve.push({
-      round: r,
-      ns: Math.round(ns),
-      treeShare: Number(((shard.treeUpdates - before) / n).toFixed(3)),
-    });
-    if (r === 1) shard.retunePadding();
+    curve.push({ round: r, ns: Math.round(ns) });
+    // A tick's change log, drained as the publisher does (not timed: it runs once a tick, not per fix).
+    shard.drainChanges(noSink);
     if (process.env['BENCH_DEBUG']) say(`${n} round ${r}: ${JSON.stringify(curve.at(-1))}`);
   }
   if (accepted !== rounds * n) throw new Error(`only ${accepted} of ${rounds * n} fixes accepted`);
-  const at = (from: number, to: number): { ns: number; share: number } => {
+  const at = (from: number, to: number): { ns: number } => {
     const part = curve.slice(from - 1, to);
-    return { ns: median(part.map((c) => c.ns)), share: median(part.map((c) => c.treeShare)) };
+    return { ns: median(part.map((c) => c.ns)) };
   };
   const main = at(ROUNDS - 2, ROUNDS);
   const long = rounds > ROUNDS ? at(rounds - 2, rounds) : null;
 
-  const longRow =
-    long === null ? null : { rounds, pipelineNsPerDatagram: long.ns, treeUpdateShare: long.share };
+  const longRow = long === null ? null : { rounds, pipelineNsPerDatagram: long.ns };
   if (replica > 0) {
     return {
       ...emptyRow,
       drivers: n,
       pipelineNsPerDatagram: main.ns,
       decodeNsPerDatagram: Math.round(median(decode.slice(ROUNDS - 3, ROUNDS))),
-      treeUpdateShare: main.share,
       long: longRow,
       curve,
     };
   }
+  // The read replica an HTTP worker would hold, from the shard's snapshot.
+  const replicaOf = new Replica();
+  const w = new BatchWriter();
+  w.begin(KIND_SNAPSHOT, 1, 1, T0 * 1000);
+  shard.snapshot({
+    appeared: (k, id, cab) => w.appeared(k, id, cab),
+    moved: (k, a, b, c, d, e, f, g) => w.moved(k, a, b, c, d, e, f, g),
+    left: (k) => w.left(k, LEFT_RELEASED),
+  });
+  replicaOf.apply(w.finish(), T0 * 1000);
+  const slots: number[] = [];
+  const dists: number[] = [];
   const rnd = new Prng(SEED ^ n);
   const points = queriesFor(n);
   const qs = new Float64Array(points * 2);
@@ -170,7 +175,8 @@ function measure(n: number, replica: number): Row {
     const pass = (): number => {
       const t = process.hrtime.bigint();
       found = 0;
-      for (let q = 0; q < points; q++) found += shard.nearest(qs[2 * q]!, qs[2 * q + 1]!, 10, radiusM).length;
+      for (let q = 0; q < points; q++)
+        found += replicaOf.nearest(qs[2 * q]!, qs[2 * q + 1]!, 10, radiusM, false, slots, dists);
       return Number(process.hrtime.bigint() - t) / 1000 / points;
     };
     pass();
@@ -183,9 +189,7 @@ function measure(n: number, replica: number): Row {
     replicas: 1,
     decodeNsPerDatagram: Math.round(median(decode.slice(ROUNDS - 3, ROUNDS))),
     pipelineNsPerDatagram: main.ns,
-    treeUpdateShare: main.share,
     long: longRow,
-    paddingM: Math.round(shard.paddingM),
     curve,
     queries,
   };
@@ -196,9 +200,7 @@ const emptyRow: Row = {
   replicas: 1,
   decodeNsPerDatagram: 0,
   pipelineNsPerDatagram: 0,
-  treeUpdateShare: 0,
   long: null,
-  paddingM: 0,
   curve: [],
   queries: [],
 };
@@ -211,14 +213,12 @@ for (const n of SIZES) {
     replicas: replicas.length,
     pipelineNsPerDatagram: median(replicas.map((r) => r.pipelineNsPerDatagram)),
     decodeNsPerDatagram: median(replicas.map((r) => r.decodeNsPerDatagram)),
-    treeUpdateShare: median(replicas.map((r) => r.treeUpdateShare)),
   };
   const longs = replicas.flatMap((r) => (r.long === null ? [] : [r.long]));
   if (longs.length > 0) {
     row.long = {
       rounds: longs[0]!.rounds,
       pipelineNsPerDatagram: median(longs.map((l) => l.pipelineNsPerDatagram)),
-      treeUpdateShare: median(longs.map((l) => l.treeUpdateShare)),
     };
   }
   const { curve: _, ...brief } = row;

@@ -17,6 +17,11 @@
  *   drivers are), from this process, for both.
  * - The two systems take turns (cabtrack then Redis, at each radius and load level), each idle while the
  *   other is measured.
+ * - A second baseline from the same load generator: cabtrack's own GET /healthz at each load level, with
+ *   the same ingest (issue 10: nearest-10 should cost about what a trivial request costs).
+ * - Replica lag (a fix received by its ingest worker -> visible to nearest): p50 and p99 of
+ *   cabtrack_replica_lag_seconds over each cabtrack measurement, interpolated in its buckets as
+ *   Prometheus's histogram_quantile does.
  *
  *   node bench/query.ts [--quick]     Result: bench/results/query.json
  */
@@ -111,6 +116,46 @@ for (let i = 0; i < QUERY_POINTS; i++) {
 const lat = (q: number): string => points[2 * (q % QUERY_POINTS)]!.toFixed(6);
 const lon = (q: number): string => points[2 * (q % QUERY_POINTS) + 1]!.toFixed(6);
 
+function countOf(text: string, needle: string): number {
+  let n = 0;
+  for (let at = text.indexOf(needle); at >= 0; at = text.indexOf(needle, at + needle.length)) n++;
+  return n;
+}
+
+/** Cumulative counts of a histogram's buckets on a /metrics page, by upper bound. */
+function buckets(text: string, name: string): Map<number, number> {
+  const out = new Map<number, number>();
+  const re = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)$`);
+  for (const line of text.split('\n')) {
+    const m = re.exec(line);
+    if (m !== null) out.set(m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2]));
+  }
+  return out;
+}
+
+/** The q-quantile of the observations between two scrapes, interpolated linearly within its bucket. */
+function quantile(before: Map<number, number>, after: Map<number, number>, q: number): number | null {
+  const bounds = [...after.keys()].sort((a, b) => a - b);
+  const total = (after.get(Number.POSITIVE_INFINITY) ?? 0) - (before.get(Number.POSITIVE_INFINITY) ?? 0);
+  if (total <= 0) return null;
+  const want = q * total;
+  let prevBound = 0;
+  let prevCount = 0;
+  for (const b of bounds) {
+    const c = (after.get(b) ?? 0) - (before.get(b) ?? 0);
+    if (c >= want) {
+      if (b === Number.POSITIVE_INFINITY) return prevBound;
+      return prevBound + ((b - prevBound) * (want - prevCount)) / Math.max(1, c - prevCount);
+    }
+    prevBound = b;
+    prevCount = c;
+  }
+  return null;
+}
+
+const LAG = 'cabtrack_replica_lag_seconds';
+const metricsText = async (): Promise<string> => (await fetch(`${daemon.url}/metrics`)).text();
+
 const { rate, source } = ingestRate();
 say(`ingest during queries: ${rate}/s (${source})`);
 
@@ -160,7 +205,9 @@ try {
       });
       const text = await res.body.text();
       if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
-      return (JSON.parse(text) as { drivers: unknown[] }).drivers.length;
+      // The drivers counted without parsing the JSON: the load generator shares the two cores with the
+      // daemon, and a parse per answer (which /healthz and Redis's ids do not need) would weigh on it.
+      return countOf(text, '"id":');
     };
   /** Redis's answer to query q: the K nearest ids within radius metres, nearest first. */
   const geoSearch = async (c: (typeof redisClients)[number], q: number, radius: number): Promise<string[]> =>
@@ -235,30 +282,59 @@ try {
   const runs: Array<{
     radiusM: number;
     concurrency: number;
-    cabtrack: LoadResult & { ingest: Record<string, number>; otherCores: number[] };
+    cabtrack: LoadResult & {
+      ingest: Record<string, number>;
+      otherCores: number[];
+      lagP50Ms: number | null;
+      lagP99Ms: number | null;
+    };
     redis: LoadResult & { updates: Record<string, number>; otherCores: number[] };
   }> = [];
   const windowS = WARMUP_S + SECONDS + 0.5;
+
+  /** A cabtrack measurement: the load while the fleet sends at `rate`, with the ingest and the lag. */
+  const underIngest = async (request: Parameters<typeof closedLoop>[0], concurrency: number) =>
+    quietly(async () => {
+      const before = await ingestCounts(daemon);
+      const lagBefore = buckets(await metricsText(), LAG);
+      const sending = sender.run(daemon.udpPort, rate, Math.round(rate * windowS));
+      await new Promise((r) => setTimeout(r, 200));
+      const measured = await closedLoop(request, load(concurrency));
+      const s = await sending;
+      const after = await ingestCounts(daemon);
+      const lagAfter = buckets(await metricsText(), LAG);
+      const ms = (x: number | null): number | null => (x === null ? null : Math.round(x * 10_000) / 10);
+      const result = {
+        ...measured,
+        ingest: {
+          offered: Math.round(s.rate),
+          sent: s.sent,
+          accepted: after.accepted - before.accepted,
+          lost: s.sent - (after.accepted - before.accepted),
+        },
+        lagP50Ms: ms(quantile(lagBefore, lagAfter, 0.5)),
+        lagP99Ms: ms(quantile(lagBefore, lagAfter, 0.99)),
+      };
+      return { result, oursGoneMs: s.cpuMs };
+    });
+
+  // The trivial request, from the same load generator, under the same ingest.
+  const healthz: Array<
+    LoadResult & { concurrency: number; ingest: Record<string, number>; otherCores: number[] }
+  > = [];
+  for (const concurrency of LEVELS) {
+    const r = await underIngest(async () => {
+      const res = await pool.request({ method: 'GET', path: '/healthz' });
+      await res.body.text();
+      if (res.statusCode !== 200) throw new Error(`HTTP ${res.statusCode}`);
+      return 1;
+    }, concurrency);
+    say(`cabtrack /healthz x${concurrency}: ${JSON.stringify(r)}`);
+    healthz.push({ ...r, concurrency });
+  }
   for (const radius of RADII) {
     for (const concurrency of LEVELS) {
-      const cabtrack = await quietly(async () => {
-        const before = await ingestCounts(daemon);
-        const sending = sender.run(daemon.udpPort, rate, Math.round(rate * windowS));
-        await new Promise((r) => setTimeout(r, 200));
-        const measured = await closedLoop(httpQuery(radius), load(concurrency));
-        const s = await sending;
-        const after = await ingestCounts(daemon);
-        const result = {
-          ...measured,
-          ingest: {
-            offered: Math.round(s.rate),
-            sent: s.sent,
-            accepted: after.accepted - before.accepted,
-            lost: s.sent - (after.accepted - before.accepted),
-          },
-        };
-        return { result, oursGoneMs: s.cpuMs };
-      });
+      const cabtrack = await underIngest(httpQuery(radius), concurrency);
       say(`cabtrack ${radius} m x${concurrency}: ${JSON.stringify(cabtrack)}`);
       const redis = await quietly(async () => {
         const updating = updater.run(rate, windowS);
@@ -286,6 +362,8 @@ try {
     redisCommand: `GEOSEARCH ${GEO_KEY} FROMLONLAT lon lat BYRADIUS r m ASC COUNT ${K}`,
     redisUpdates: 'one variadic GEOADD per millisecond with the updates due, same fleet, same rate',
     agreementAtRest: agreement,
+    publishMs: 200,
+    healthz,
     runs: runs.map((r) => ({
       ...r,
       throughputRatio: Math.round((r.cabtrack.perSecond / Math.max(1, r.redis.perSecond)) * 100) / 100,

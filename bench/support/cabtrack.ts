@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { type Daemon, OPERATOR, startDaemon } from '../../test/support/daemon.ts';
 import { cabNumber, driverId, sessionHex } from './fleet.ts';
@@ -39,6 +40,22 @@ export async function startCabtrack(workers: number, env: Record<string, string>
 /** The primary and its workers, primary first. */
 export function daemonPids(d: Daemon): { primary: number; workers: number[] } {
   return { primary: d.proc.pid!, workers: childPids(d.proc.pid!) };
+}
+
+/** The workers by role (CABTRACK_ROLE in each one's environment, as the primary forked it). */
+export function workersByRole(d: Daemon): { ingest: number[]; http: number[] } {
+  const out = { ingest: [] as number[], http: [] as number[] };
+  for (const pid of childPids(d.proc.pid!)) {
+    let env = '';
+    try {
+      env = readFileSync(`/proc/${pid}/environ`, 'latin1');
+    } catch {
+      continue;
+    }
+    if (env.split('\0').includes('CABTRACK_ROLE=http')) out.http.push(pid);
+    else out.ingest.push(pid);
+  }
+  return out;
 }
 
 /** Every sample of /metrics, summed over labels: name -> value. */
