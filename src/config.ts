@@ -19,6 +19,12 @@ export interface Config {
   readonly httpWorkers: number;
   /** How often each ingest worker publishes its batch of changes to the read replicas, ms. */
   readonly publishMs: number;
+  /** Stream viewers each HTTP worker takes at most; past it a stream is answered 503. */
+  readonly streamMaxViewers: number;
+  /** How long a stream token (POST /v1/stream-tokens) opens streams, s. */
+  readonly streamTokenTtlS: number;
+  /** A stream viewer that has skipped every frame this long (its socket full) is cut off, ms. */
+  readonly streamMaxBehindMs: number;
   readonly idleTimeoutS: number;
   /** Points kept per driver. */
   readonly trackPoints: number;
@@ -56,6 +62,9 @@ const SETTINGS: ReadonlyArray<readonly [keyof Config, string, Kind, number?, num
   ['workers', 'CABTRACK_WORKERS', 'count', 0, 256],
   ['httpWorkers', 'CABTRACK_HTTP_WORKERS', 'count', 0, 256],
   ['publishMs', 'CABTRACK_PUBLISH_MS', 'count', 10, 5000],
+  ['streamMaxViewers', 'CABTRACK_STREAM_MAX_VIEWERS', 'count', 0, 1_000_000],
+  ['streamTokenTtlS', 'CABTRACK_STREAM_TOKEN_TTL_S', 'count', 1, 86_400],
+  ['streamMaxBehindMs', 'CABTRACK_STREAM_MAX_BEHIND_MS', 'count', 1000, 600_000],
   ['idleTimeoutS', 'CABTRACK_IDLE_TIMEOUT_S', 'count', 1, 7 * 86400],
   ['trackPoints', 'CABTRACK_TRACK_POINTS', 'count', 2, 1000],
   ['operatorToken', 'CABTRACK_OPERATOR_TOKEN', 'token'],

@@ -359,7 +359,23 @@ export interface HttpWorkerSources {
   /** Sources dropped and followed again from a snapshot (a broken stream, a gap, a malformed batch). */
   replicaResyncs(): number;
   lag: Buckets;
+  /** The stream hub's counters (src/stream/hub.ts) and its viewers. */
+  stream: {
+    viewers(): number;
+    backlogBytes(): number;
+    counters: {
+      frames: number;
+      bytes: number;
+      skipped: number;
+      disconnects: Record<string, number>;
+    };
+    /** From a fix received by its ingest worker to the frame carrying it leaving for its viewers. */
+    latency: Buckets;
+  };
 }
+
+/** Stream latency buckets, seconds: a frame a second, so up to a second plus the replica's lag. */
+export const STREAM_LATENCY_BUCKETS = [0.1, 0.25, 0.5, 0.75, 1, 1.25, 1.5, 2, 3, 5];
 
 export interface HttpWorkerMetrics {
   readonly register: Registry;
@@ -386,6 +402,65 @@ export function httpWorkerRegistry(s: HttpWorkerSources): HttpWorkerMetrics {
       this.set(s.replicaDrivers());
     },
   });
+  new Gauge({
+    name: 'cabtrack_stream_viewers',
+    help: 'Stream viewers connected (SSE), all HTTP workers.',
+    ...opts,
+    collect() {
+      this.set(s.stream.viewers());
+    },
+  });
+  new Gauge({
+    name: 'cabtrack_stream_backlog_bytes',
+    help: 'Bytes of stream frames queued in the HTTP workers for viewers that have not taken them yet.',
+    ...opts,
+    collect() {
+      this.set(s.stream.backlogBytes());
+    },
+  });
+  new Counter({
+    name: 'cabtrack_stream_frames_total',
+    help: 'Stream frames sent to viewers.',
+    ...opts,
+    collect() {
+      this.reset();
+      this.inc(s.stream.counters.frames);
+    },
+  });
+  new Counter({
+    name: 'cabtrack_stream_bytes_total',
+    help: 'Bytes of stream frames and heartbeats written to viewers.',
+    ...opts,
+    collect() {
+      this.reset();
+      this.inc(s.stream.counters.bytes);
+    },
+  });
+  new Counter({
+    name: 'cabtrack_stream_frames_skipped_total',
+    help: 'Frames a viewer skipped because its socket had not taken the previous ones (it gets a snapshot after).',
+    ...opts,
+    collect() {
+      this.reset();
+      this.inc(s.stream.counters.skipped);
+    },
+  });
+  new Counter({
+    name: 'cabtrack_stream_disconnects_total',
+    help: 'Stream viewers gone, by reason: slow (cut off after skipping frames too long), closed (by the client), shutdown.',
+    labelNames: ['reason'],
+    ...opts,
+    collect() {
+      this.reset();
+      for (const [reason, n] of Object.entries(s.stream.counters.disconnects)) this.inc({ reason }, n);
+    },
+  });
+  bucketsHistogram(
+    register,
+    'cabtrack_stream_latency_seconds',
+    'From a fix received by its ingest worker to the stream frame carrying it leaving for its viewers (each car once a frame).',
+    s.stream.latency,
+  );
   new Counter({
     name: 'cabtrack_replica_resyncs_total',
     help: 'Times a read replica dropped an ingest worker and followed it again from a snapshot.',

@@ -1,12 +1,24 @@
 import cluster from 'node:cluster';
 import { createServer } from 'node:http';
 import type { Config } from '../config.ts';
-import { PeerGoneError, RemoteError, RpcTimeoutError, unavailable } from '../errors.ts';
+import { HttpError, PeerGoneError, RemoteError, RpcTimeoutError, unavailable } from '../errors.ts';
+import { bboxAround } from '../geo/distance.ts';
 import { type Backend, createApi, JsonText, type Tokens } from '../http/api.ts';
 import { log } from '../log.ts';
-import { Buckets, httpWorkerRegistry, metricsContentType, REPLICA_LAG_BUCKETS } from '../metrics.ts';
+import {
+  Buckets,
+  httpWorkerRegistry,
+  metricsContentType,
+  REPLICA_LAG_BUCKETS,
+  STREAM_LATENCY_BUCKETS,
+} from '../metrics.ts';
 import { Feeds } from '../replica/feed.ts';
 import { type DriverView, Replica } from '../replica/replica.ts';
+import { cellsForBox, cellsForBoxes } from '../stream/cells.ts';
+import { CellFrames, freeLayer } from '../stream/frames.ts';
+import { StreamHub } from '../stream/hub.ts';
+import { sseSink } from '../stream/sse.ts';
+import { StreamTokens } from '../stream/tokens.ts';
 import type { HttpApi, PrimaryForHttp } from './protocol.ts';
 import { Rpc } from './rpc.ts';
 
@@ -28,10 +40,25 @@ export function startHttpWorker(config: Config, tokens: Tokens): void {
     replica,
     onResync: (source, why) => log.info('replica resynchronising', { source, why }),
   });
+  // Streams: the cells' frames are built once a second from the replica and shared by every viewer.
+  const frames = new CellFrames(replica);
+  const hub = new StreamHub({
+    frames,
+    maxViewers: config.streamMaxViewers,
+    maxBehindMs: config.streamMaxBehindMs,
+  });
+  const streamTokens = new StreamTokens(tokens.operator);
+  const streamLatency = new Buckets(STREAM_LATENCY_BUCKETS);
   const metrics = httpWorkerRegistry({
     replicaDrivers: () => replica.size,
     replicaResyncs: () => feeds.resyncs,
     lag,
+    stream: {
+      viewers: () => hub.viewers,
+      backlogBytes: () => hub.backlogBytes(),
+      counters: hub.counters,
+      latency: streamLatency,
+    },
   });
   const rpc = new Rpc<HttpApi, PrimaryForHttp>(
     { send: (m) => process.send!(m), connected: () => process.connected === true },
@@ -119,7 +146,76 @@ export function startHttpWorker(config: Config, tokens: Tokens): void {
       const synced = feeds.synced;
       return { ok: r.ok && synced, detail: { ...r.detail, replica: synced ? 'synced' : 'syncing' } };
     },
+    issueStreamToken: (role) => streamTokens.issue(role, config.streamTokenTtlS),
+    verifyStreamToken: (token) => streamTokens.verify(token),
+    openStream(view, req, res) {
+      let cells: number[];
+      if (view.kind === 'bbox') cells = cellsForBox(...view.box);
+      else {
+        cells = cellsForBoxes(bboxAround(view.lat, view.lon, view.radius));
+        if (view.free) cells = cells.map(freeLayer);
+      }
+      if (hub.viewers >= config.streamMaxViewers) {
+        res.setHeader('retry-after', '5');
+        throw new HttpError(
+          503,
+          'unavailable',
+          `this server takes ${config.streamMaxViewers} stream viewers at most`,
+        );
+      }
+      const v = hub.add(cells, sseSink(req, res))!;
+      req.on('close', () => hub.remove(v));
+    },
   };
+
+  // Once a second: the cells' frames, then every viewer's. With OSRM the cars that moved get their road
+  // paths from their owners first (matched once per fix there, and shared), within the path deadline.
+  const roadPaths = new Map<number, string>();
+  const streamTick = async (): Promise<void> => {
+    const moved = frames.prepare(hub.activeCells());
+    roadPaths.clear();
+    if (config.osrmUrl !== '' && moved.length > 0) await fetchRoadPaths(moved);
+    const nowMs = Date.now();
+    frames.build(
+      (slot) => roadPaths.get(slot),
+      (slot) => streamLatency.observe((nowMs - replica.receivedMs(slot)) / 1000),
+    );
+    hub.tick();
+  };
+  const fetchRoadPaths = async (moved: number[]): Promise<void> => {
+    const byOwner = new Map<number, Map<string, number>>();
+    for (const slot of moved) {
+      const owner = replica.owner(slot);
+      if (owner === null) continue;
+      let ids = byOwner.get(owner.source);
+      if (ids === undefined) {
+        ids = new Map();
+        byOwner.set(owner.source, ids);
+      }
+      ids.set(replica.id(slot), slot);
+    }
+    await Promise.all(
+      [...byOwner].map(async ([source, ids]) => {
+        try {
+          const found = await rpc.call('paths', source, [...ids.keys()], config.pathDeadlineMs);
+          for (const [id, p] of Object.entries(found)) {
+            const slot = ids.get(id);
+            if (slot !== undefined && p.matched) roadPaths.set(slot, JSON.stringify(p.path));
+          }
+        } catch {
+          // Straight paths this second.
+        }
+      }),
+    );
+  };
+  let ticking = false;
+  const streamTimer = setInterval(() => {
+    if (ticking) return;
+    ticking = true;
+    streamTick().finally(() => {
+      ticking = false;
+    });
+  }, 1000);
 
   const api = createApi({
     backend,
@@ -149,6 +245,8 @@ export function startHttpWorker(config: Config, tokens: Tokens): void {
   );
 
   const stop = (): void => {
+    clearInterval(streamTimer);
+    hub.close();
     server.close();
     server.closeAllConnections();
     feeds.close();

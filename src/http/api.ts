@@ -10,6 +10,7 @@ import {
   DEFAULT_BBOX_LIMIT,
   DEFAULT_K,
   DEFAULT_RADIUS_M,
+  DEFAULT_STREAM_RADIUS_M,
   MAX_BBOX_LIMIT,
   MAX_BODY_BYTES,
   MAX_K,
@@ -44,7 +45,24 @@ export interface Backend {
   metrics(): Promise<{ contentType: string; body: string }>;
   health(): { ok: boolean; detail: Record<string, unknown> };
   ready(): Promise<{ ok: boolean; detail: Record<string, unknown> }>;
+  /** A short-lived token that opens streams for this role (POST /v1/stream-tokens). */
+  issueStreamToken(role: 'client' | 'operator'): { token: string; expiresAt: number };
+  /** The role a stream token grants: null when it is not one, 'expired' when it was. */
+  verifyStreamToken(token: string): 'client' | 'operator' | 'expired' | null;
+  /**
+   * Opens a stream of the cars in a view (src/stream/): it takes over the response; throws an
+   * HttpError (503) when no more viewers are taken.
+   */
+  openStream(view: StreamView, req: IncomingMessage, res: ServerResponse): void;
 }
+
+/** What a stream shows: the cars near a point, or those in a box. */
+export type StreamView =
+  | { kind: 'nearby'; lat: number; lon: number; radius: number; free: boolean }
+  | { kind: 'bbox'; box: [number, number, number, number] };
+
+/** The route took the response over (a stream): nothing more to send. */
+const TAKEN = Symbol('taken');
 
 export interface Tokens {
   operator: string;
@@ -99,8 +117,8 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
     return role;
   };
 
-  const authorize = (req: IncomingMessage, need: Role): void => {
-    if (need === 'public') return;
+  const authorize = (req: IncomingMessage, need: Role): 'client' | 'operator' | null => {
+    if (need === 'public') return null;
     const role = roleOf(req);
     if (role === null) {
       throw new HttpError(401, 'unauthorized', 'a valid Authorization: Bearer <token> header is required');
@@ -108,13 +126,31 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
     if (need === 'operator' && role !== 'operator') {
       throw new HttpError(403, 'forbidden', 'this route needs the operator token');
     }
+    return role;
+  };
+
+  /** Streams also take a stream token in `?token=` (EventSource cannot send headers). */
+  const authorizeStream = (req: IncomingMessage, q: URLSearchParams, need: 'client' | 'operator'): void => {
+    const token = p.single(q, 'token');
+    if (token === null) {
+      authorize(req, need);
+      return;
+    }
+    const role = backend.verifyStreamToken(token);
+    if (role === 'expired')
+      throw new HttpError(401, 'unauthorized', 'the stream token has expired: ask for a new one');
+    if (role === null)
+      throw new HttpError(401, 'unauthorized', 'token is not a stream token this service gave out');
+    if (need === 'operator' && role !== 'operator') {
+      throw new HttpError(403, 'forbidden', 'this stream needs an operator stream token');
+    }
   };
 
   const route = async (
     req: IncomingMessage,
     url: URL,
     res: ServerResponse,
-  ): Promise<[string, unknown, number]> => {
+  ): Promise<[string, unknown, number] | [string, typeof TAKEN]> => {
     const method = req.method ?? 'GET';
     const path = url.pathname;
     const q = url.searchParams;
@@ -135,6 +171,29 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
       allow(method, ['GET']);
       res.setHeader('content-type', 'application/json');
       return ['openapi', openApiJson, 200];
+    }
+    if (path === '/v1/stream-tokens') {
+      allow(method, ['POST']);
+      const role = authorize(req, 'client')!;
+      // Any body is ignored (the token's role is the caller's); drain it.
+      req.resume();
+      return ['stream-tokens', backend.issueStreamToken(role), 201];
+    }
+    if (path === '/v1/stream/nearby') {
+      allow(method, ['GET']);
+      authorizeStream(req, q, 'client');
+      const lat = p.number(q, 'lat', -90, 90);
+      const lon = p.number(q, 'lon', -180, 180);
+      const radius = p.number(q, 'radius', 1, MAX_RADIUS_M, DEFAULT_STREAM_RADIUS_M);
+      const free = p.flag(q, 'free');
+      backend.openStream({ kind: 'nearby', lat, lon, radius, free }, req, res);
+      return ['stream', TAKEN];
+    }
+    if (path === '/v1/stream') {
+      allow(method, ['GET']);
+      authorizeStream(req, q, 'operator');
+      backend.openStream({ kind: 'bbox', box: p.bbox(q, 'bbox') }, req, res);
+      return ['stream', TAKEN];
     }
     if (path === '/v1/drivers/nearest') {
       allow(method, ['GET']);
@@ -244,9 +303,13 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
       return;
     }
     route(req, url, res).then(
-      ([name, body, status]) => {
-        routeName = name;
-        finish(status, body);
+      (r) => {
+        routeName = r[0];
+        if (r[1] === TAKEN) {
+          observe(routeName, req.method ?? 'GET', 200, Number(process.hrtime.bigint() - started) / 1e9);
+          return;
+        }
+        finish(r[2]!, r[1]);
       },
       (err: unknown) => {
         if (err instanceof HttpError) {
@@ -258,15 +321,23 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
         }
         if (req.destroyed || (err as { code?: string }).code === 'ECONNRESET') {
           // The client hung up mid-request: nothing to answer, and not our error.
-          log.debug('client went away', { url: req.url });
+          log.debug('client went away', { url: redact(req.url) });
           finish(400, new HttpError(400, 'aborted', 'the client closed the request').toJSON());
           return;
         }
-        log.error('request failed', { url: req.url, err: err instanceof Error ? err.stack : String(err) });
+        log.error('request failed', {
+          url: redact(req.url),
+          err: err instanceof Error ? err.stack : String(err),
+        });
         finish(500, new HttpError(500, 'internal', 'internal error').toJSON());
       },
     );
   };
+}
+
+/** A request target for the logs: a stream token in it is replaced (no token in any log). */
+export function redact(url: string | undefined): string {
+  return (url ?? '').replace(/([?&]token=)[^&#]*/g, '$1[redacted]');
 }
 
 function allow(method: string, methods: string[]): void {

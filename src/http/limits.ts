@@ -8,6 +8,8 @@ export const MAX_K = 100;
 export const DEFAULT_K = 10;
 export const MAX_RADIUS_M = 50_000;
 export const DEFAULT_RADIUS_M = 3000;
+/** A rider's map around its pickup point: the streams' default view. */
+export const DEFAULT_STREAM_RADIUS_M = 1000;
 export const MAX_BBOX_LIMIT = 1000;
 export const DEFAULT_BBOX_LIMIT = 100;
 /** A session body is two short ids: anything near this is not one. */

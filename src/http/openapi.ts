@@ -3,6 +3,7 @@ import {
   DEFAULT_BBOX_LIMIT,
   DEFAULT_K,
   DEFAULT_RADIUS_M,
+  DEFAULT_STREAM_RADIUS_M,
   MAX_BBOX_LIMIT,
   MAX_BODY_BYTES,
   MAX_K,
@@ -61,6 +62,47 @@ const sessionParam = {
 };
 
 const CLIENT = [{ clientToken: [] }, { operatorToken: [] }];
+const STREAM_CLIENT = [{ clientToken: [] }, { operatorToken: [] }, { streamToken: [] }];
+const STREAM_OPERATOR = [{ operatorToken: [] }, { streamToken: [] }];
+
+const streamTokenParam = {
+  name: 'token',
+  in: 'query',
+  description:
+    'A stream token from POST /v1/stream-tokens, for EventSource, which cannot send an Authorization ' +
+    'header (never the API token itself in a URL). An operator stream token opens both streams, a client ' +
+    'one the nearby stream. Once open, a stream outlives its token; a reconnect after it expired is 401.',
+  schema: { type: 'string', pattern: '^v1\\.[co]\\.[0-9]{1,12}\\.[A-Za-z0-9_-]{43}$' },
+};
+
+const streamAnswer = (view: string): object => ({
+  '200': {
+    description:
+      `Server-Sent Events: once a second a frame of the cars in ${view} (\`id:\` the frame number; ` +
+      '`data:` a StreamFrame); the first frame, and the first after the stream fell behind, is a snapshot ' +
+      '(every car in view), the others deltas (the cars that moved, and the ids of those that left: apply ' +
+      '`left` first, then `cars`, since a car moving between two cells of the view is in both). A reconnect ' +
+      '(with or without Last-Event-ID) starts again from a snapshot. A comment line every 15 s on a quiet ' +
+      'stream. The view is the map cells covering it (Web Mercator tiles, zoom 15): a car slightly outside ' +
+      'may be sent; clients draw what is inside.',
+    content: { 'text/event-stream': { schema: { type: 'string' } } },
+  },
+  '400': response('BadRequest'),
+  '401': response('Unauthorized'),
+  '403': response('Forbidden'),
+  '500': response('InternalError'),
+  '503': errorResponse(
+    'This HTTP worker has as many stream viewers as it takes (CABTRACK_STREAM_MAX_VIEWERS).',
+    ['unavailable'],
+    {
+      'Retry-After': {
+        description: 'Seconds to wait before trying again.',
+        schema: { type: 'string' },
+        required: true,
+      },
+    },
+  ),
+});
 const OPERATOR = [{ operatorToken: [] }];
 const PUBLIC: object[] = [];
 
@@ -133,6 +175,89 @@ export const openApiDocument = {
   servers: [{ url: '/' }],
   security: PUBLIC,
   paths: {
+    '/v1/stream-tokens': {
+      post: {
+        operationId: 'streamToken',
+        summary: 'A short-lived token that opens streams, for EventSource',
+        description:
+          'Valid for 300 s (CABTRACK_STREAM_TOKEN_TTL_S) on every HTTP worker (and every host with the same ' +
+          'operator token), for the role of the token that asked: a client token gets a token for the nearby ' +
+          'stream, the operator token one for both. A body, if any, is ignored.',
+        security: CLIENT,
+        responses: {
+          '201': {
+            description: 'The token, and when it stops opening streams.',
+            content: json({
+              type: 'object',
+              required: ['token', 'expiresAt'],
+              properties: {
+                token: { type: 'string', minLength: 40 },
+                expiresAt: { ...UNIX_S, description: 'Unix seconds.' },
+              },
+              additionalProperties: false,
+            }),
+          },
+          '401': response('Unauthorized'),
+          '500': response('InternalError'),
+        },
+      },
+    },
+    '/v1/stream/nearby': {
+      get: {
+        operationId: 'streamNearby',
+        summary: 'A live stream of the cars near a point (the rider view)',
+        security: STREAM_CLIENT,
+        parameters: [
+          {
+            name: 'lat',
+            in: 'query',
+            required: true,
+            description: 'Latitude of the point, degrees.',
+            schema: { type: 'number', minimum: -90, maximum: 90 },
+          },
+          {
+            name: 'lon',
+            in: 'query',
+            required: true,
+            description: 'Longitude of the point, degrees.',
+            schema: { type: 'number', minimum: -180, maximum: 180 },
+          },
+          {
+            name: 'radius',
+            in: 'query',
+            description: 'The view: cars within this many metres.',
+            schema: { type: 'number', minimum: 1, maximum: MAX_RADIUS_M, default: DEFAULT_STREAM_RADIUS_M },
+          },
+          {
+            name: 'free',
+            in: 'query',
+            description: 'Free cars only: a car that takes an order leaves the view.',
+            schema: ref('Flag'),
+          },
+          streamTokenParam,
+        ],
+        responses: streamAnswer('the circle'),
+      },
+    },
+    '/v1/stream': {
+      get: {
+        operationId: 'streamBox',
+        summary: 'A live stream of the cars in a box (the operator map)',
+        security: STREAM_OPERATOR,
+        parameters: [
+          {
+            name: 'bbox',
+            in: 'query',
+            required: true,
+            description:
+              '`minLon,minLat,maxLon,maxLat`, degrees; minLon > maxLon is a box across the date line.',
+            schema: { type: 'string' },
+          },
+          streamTokenParam,
+        ],
+        responses: streamAnswer('the box'),
+      },
+    },
     '/v1/drivers/nearest': {
       get: {
         operationId: 'nearestDrivers',
@@ -402,8 +527,63 @@ export const openApiDocument = {
         scheme: 'bearer',
         description: 'The operator token (CABTRACK_OPERATOR_TOKEN): every route.',
       },
+      streamToken: {
+        type: 'apiKey',
+        in: 'query',
+        name: 'token',
+        description: 'A stream token (POST /v1/stream-tokens): the streams only.',
+      },
     },
     schemas: {
+      StreamFrame: {
+        type: 'object',
+        description: 'The `data:` of a stream event (JSON, one line).',
+        required: ['frame', 'time', 'snapshot', 'cars', 'left'],
+        properties: {
+          frame: { type: 'integer', minimum: 1, description: 'The frame number, also the event id.' },
+          time: { type: 'number', description: 'Server time the frame was made, Unix seconds.' },
+          snapshot: {
+            type: 'boolean',
+            description: 'Every car in view (else: the changes since the previous frame).',
+          },
+          cars: { type: 'array', items: ref('StreamCar') },
+          left: {
+            type: 'array',
+            items: ref('Id'),
+            description: 'Cars that left the view (moved away, or gone).',
+          },
+        },
+        additionalProperties: false,
+      },
+      StreamCar: {
+        type: 'object',
+        required: ['id', 'cab', 'lat', 'lon', 'time', 'speed', 'bearing', 'free', 'path'],
+        properties: {
+          id: ref('Id'),
+          cab: ref('Id'),
+          lat: { type: 'number' },
+          lon: { type: 'number' },
+          time: UNIX_S,
+          speed: UINT32,
+          bearing: UINT32,
+          free: { type: 'boolean' },
+          path: {
+            type: 'array',
+            minItems: 1,
+            description:
+              'From the previous fix to this one: `[lon, lat, t]` points, t in Unix seconds, along the roads ' +
+              'when OSRM matched it, else straight; the current point alone when the car moved under 20 m ' +
+              '(or is new to the view).',
+            items: {
+              type: 'array',
+              prefixItems: [{ type: 'number' }, { type: 'number' }, { type: 'number' }],
+              minItems: 3,
+              maxItems: 3,
+            },
+          },
+        },
+        additionalProperties: false,
+      },
       Id: { type: 'string', pattern: ID_PATTERN },
       Session: { type: 'string', pattern: '^[0-9a-f]{16}$', not: { const: '0000000000000000' } },
       OrderId: {

@@ -79,6 +79,13 @@ export class Replica {
   readonly #names = new Names();
   readonly #index = new PointIndex();
   #time = new Uint32Array(1024);
+  /** The fix before the current one (streams draw the path between them); prevTime 0: none. */
+  #prevLatE6 = new Int32Array(1024);
+  #prevLonE6 = new Int32Array(1024);
+  #prevTime = new Uint32Array(1024);
+  /** When the owner received the current fix, ms after `#epochMs` (for the streams' latency). */
+  #received = new Uint32Array(1024);
+  readonly #epochMs = Date.now();
   #speed = new Uint16Array(1024);
   #bearing = new Uint16Array(1024);
   #flags = new Uint8Array(1024);
@@ -128,7 +135,7 @@ export class Replica {
     return (
       this.#names.byteLength +
       this.#index.byteLength +
-      this.#time.byteLength +
+      this.#time.byteLength * 5 +
       this.#speed.byteLength * 2 +
       this.#flags.byteLength * 2 +
       this.#owner.byteLength
@@ -299,6 +306,77 @@ export class Replica {
     this.#index.forEach(visit);
   }
 
+  /** Every listed slot whose position is in the box, in no particular order (a stream cell's cars). */
+  forEachIn(
+    minLon: number,
+    minLat: number,
+    maxLon: number,
+    maxLat: number,
+    visit: (slot: number) => void,
+  ): void {
+    this.#index.within(minLon, minLat, maxLon, maxLat, visit);
+  }
+
+  free(slot: number): boolean {
+    return (this.#flags[slot]! & FREE) !== 0;
+  }
+
+  /** Changes each time the slot is given to another driver. */
+  generation(slot: number): number {
+    return this.#gen[slot]!;
+  }
+
+  time(slot: number): number {
+    return this.#time[slot]!;
+  }
+
+  latE6(slot: number): number {
+    return this.#index.latE6(slot);
+  }
+
+  lonE6(slot: number): number {
+    return this.#index.lonE6(slot);
+  }
+
+  /** The previous fix's position and time (time 0: none known). */
+  prevLatE6(slot: number): number {
+    return this.#prevLatE6[slot]!;
+  }
+
+  prevLonE6(slot: number): number {
+    return this.#prevLonE6[slot]!;
+  }
+
+  prevTime(slot: number): number {
+    return this.#prevTime[slot]!;
+  }
+
+  /** When the owner received the current fix, ms since the epoch (to 1 ms, from the batch's ageMs). */
+  receivedMs(slot: number): number {
+    return this.#epochMs + this.#received[slot]!;
+  }
+
+  id(slot: number): string {
+    return this.#names.id(slot);
+  }
+
+  /** The slot's id as a JSON string literal. */
+  idJson(slot: number): string {
+    return `"${this.#names.id(slot)}"`;
+  }
+
+  /**
+   * The driver as a stream shows it: the API's fields and `path`, given as JSON text (the road path
+   * from the owner, or a straight one).
+   */
+  carJson(slot: number, pathJson: string): string {
+    return (
+      `{"id":"${this.#names.id(slot)}","cab":"${this.#names.cab(slot)}","lat":${this.#index.latE6(slot) / 1e6},` +
+      `"lon":${this.#index.lonE6(slot) / 1e6},"time":${this.#time[slot]!},"speed":${this.#speed[slot]!},` +
+      `"bearing":${this.#bearing[slot]!},"free":${(this.#flags[slot]! & FREE) !== 0},"path":${pathJson}}`
+    );
+  }
+
   readonly #isFree = (slot: number): boolean => (this.#flags[slot]! & FREE) !== 0;
   readonly #byId = (a: number, b: number): number => this.#names.compareIds(a, b);
 
@@ -369,6 +447,15 @@ export class Replica {
     if (owner !== src.index && owner !== NO_OWNER && (flags & PLACED) !== 0 && time <= this.#time[slot]!)
       return;
     this.#owner[slot] = src.index;
+    if ((flags & PLACED) !== 0 && time > this.#time[slot]!) {
+      this.#prevLatE6[slot] = this.#index.latE6(slot);
+      this.#prevLonE6[slot] = this.#index.lonE6(slot);
+      this.#prevTime[slot] = this.#time[slot]!;
+    } else if ((flags & PLACED) === 0) {
+      this.#prevTime[slot] = 0;
+    }
+    const rel = receivedMs - this.#epochMs;
+    this.#received[slot] = rel > 0 ? rel : 0;
     this.#time[slot] = time;
     this.#speed[slot] = speed;
     this.#bearing[slot] = bearing;
@@ -435,6 +522,10 @@ export class Replica {
     if (slot === this.#time.length) {
       const n = slot * 2;
       this.#time = grown(this.#time, new Uint32Array(n));
+      this.#prevLatE6 = grown(this.#prevLatE6, new Int32Array(n));
+      this.#prevLonE6 = grown(this.#prevLonE6, new Int32Array(n));
+      this.#prevTime = grown(this.#prevTime, new Uint32Array(n));
+      this.#received = grown(this.#received, new Uint32Array(n));
       this.#speed = grown(this.#speed, new Uint16Array(n));
       this.#bearing = grown(this.#bearing, new Uint16Array(n));
       this.#flags = grown(this.#flags, new Uint8Array(n));
@@ -446,7 +537,10 @@ export class Replica {
   }
 }
 
-function grown<T extends Uint32Array | Uint16Array | Int16Array | Uint8Array>(from: T, to: T): T {
+function grown<T extends Uint32Array | Int32Array | Uint16Array | Int16Array | Uint8Array>(
+  from: T,
+  to: T,
+): T {
   to.set(from as never);
   return to;
 }

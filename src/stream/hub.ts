@@ -1,0 +1,218 @@
+import type { CellFrames } from './frames.ts';
+
+/** A viewer's connection, as the hub needs it (an HTTP response in src/stream/sse.ts). */
+export interface ViewerSink {
+  /** Queues bytes; never blocks. */
+  write(bytes: Buffer): void;
+  /** Bytes queued and not yet taken by the client. */
+  backlog(): number;
+  /** Ends the stream (the hub has counted why). */
+  close(): void;
+}
+
+export interface StreamHubOptions {
+  frames: CellFrames;
+  /** Viewers at most (this process); past it a new one is refused. */
+  maxViewers: number;
+  /** A viewer with this much still queued at a frame skips it (and is sent a snapshot when it catches up). */
+  maxBacklogBytes?: number;
+  /** A viewer that has skipped every frame for this long is cut off. */
+  maxBehindMs?: number;
+  /** A comment line this often keeps proxies from closing a quiet stream. */
+  heartbeatMs?: number;
+  now?: () => number;
+}
+
+export interface StreamCounters {
+  frames: number;
+  bytes: number;
+  skipped: number;
+  disconnects: { slow: number; closed: number; shutdown: number };
+}
+
+interface Viewer {
+  readonly sink: ViewerSink;
+  readonly cells: number[];
+  /** The cells, sorted and joined: viewers with the same cells share their frame's bytes. */
+  readonly setKey: string;
+  /** Sent nothing yet, or skipped a frame: the next one it gets is a snapshot. */
+  needsSnapshot: boolean;
+  /** When it started skipping frames (null: keeping up). */
+  behindSince: number | null;
+  lastWriteMs: number;
+}
+
+const HEARTBEAT = Buffer.from(': heartbeat\n\n');
+const COMMA = Buffer.from(',');
+const LEFT = Buffer.from('],"left":[');
+const END = Buffer.from(']}\n\n');
+
+/**
+ * Stream viewers and their frames. Once a tick (a second), after CellFrames has built the cells' bytes,
+ * each viewer is sent one frame: a snapshot (every car in its cells) when it has just joined or skipped
+ * a frame, otherwise the delta (cars that moved, cars that left). A frame is the same bytes for every
+ * viewer with the same cells and kind, so it is assembled once a tick per distinct set of cells and
+ * written to each of them as one buffer.
+ *
+ *   id: <frame>
+ *   data: {"frame":<frame>,"time":<s>,"snapshot":<bool>,"cars":[<car>,...],"left":["<id>",...]}
+ *
+ * Back-pressure: a viewer whose socket still holds maxBacklogBytes at a frame skips it, so it is never
+ * buffered without bound, and gets a snapshot once it has caught up; one that has skipped every frame for
+ * maxBehindMs is disconnected. Pure of I/O: the sinks and the clock are ports.
+ */
+export class StreamHub {
+  readonly counters: StreamCounters = {
+    frames: 0,
+    bytes: 0,
+    skipped: 0,
+    disconnects: { slow: 0, closed: 0, shutdown: 0 },
+  };
+  readonly #frames: CellFrames;
+  readonly #max: number;
+  readonly #maxBacklog: number;
+  readonly #maxBehind: number;
+  readonly #heartbeat: number;
+  readonly #now: () => number;
+  readonly #viewers = new Set<Viewer>();
+  #frame = 0;
+
+  constructor(o: StreamHubOptions) {
+    this.#frames = o.frames;
+    this.#max = o.maxViewers;
+    this.#maxBacklog = o.maxBacklogBytes ?? 256 * 1024;
+    this.#maxBehind = o.maxBehindMs ?? 5000;
+    this.#heartbeat = o.heartbeatMs ?? 15_000;
+    this.#now = o.now ?? Date.now;
+  }
+
+  get viewers(): number {
+    return this.#viewers.size;
+  }
+
+  /** Bytes queued for viewers, in all (each is kept near maxBacklogBytes and a frame). */
+  backlogBytes(): number {
+    let n = 0;
+    for (const v of this.#viewers) n += v.sink.backlog();
+    return n;
+  }
+
+  /** The frame number the next tick sends. */
+  get frame(): number {
+    return this.#frame + 1;
+  }
+
+  /** Adds a viewer of these cells; null when the hub is full (the caller answers 503). */
+  add(cells: readonly number[], sink: ViewerSink): Viewer | null {
+    if (this.#viewers.size >= this.#max) return null;
+    const sorted = [...cells].sort((a, b) => a - b);
+    const v: Viewer = {
+      sink,
+      cells: sorted,
+      setKey: sorted.join(','),
+      needsSnapshot: true,
+      behindSince: null,
+      lastWriteMs: this.#now(),
+    };
+    this.#viewers.add(v);
+    return v;
+  }
+
+  /** The client went away. */
+  remove(v: Viewer): void {
+    if (this.#viewers.delete(v)) this.counters.disconnects.closed++;
+  }
+
+  /** Every cell some viewer covers: what CellFrames must prepare this tick. */
+  activeCells(): Set<number> {
+    const out = new Set<number>();
+    for (const v of this.#viewers) for (const c of v.cells) out.add(c);
+    return out;
+  }
+
+  /** Sends this tick's frame to every viewer (CellFrames built first), and heartbeats where due. */
+  tick(): void {
+    const now = this.#now();
+    this.#frame++;
+    const timeS = Math.round(now) / 1000;
+    const heads = [false, true].map((snap) =>
+      Buffer.from(
+        `id: ${this.#frame}\ndata: {"frame":${this.#frame},"time":${timeS},"snapshot":${snap},"cars":[`,
+      ),
+    );
+    // One frame's bytes per distinct set of cells and kind, this tick.
+    const made = new Map<string, Buffer>();
+    for (const v of this.#viewers) {
+      if (v.sink.backlog() > this.#maxBacklog) {
+        this.counters.skipped++;
+        v.needsSnapshot = true;
+        v.behindSince ??= now;
+        if (now - v.behindSince >= this.#maxBehind) {
+          this.#viewers.delete(v);
+          this.counters.disconnects.slow++;
+          v.sink.close();
+        }
+        continue;
+      }
+      v.behindSince = null;
+      const snap = v.needsSnapshot;
+      const key = (snap ? 's' : 'd') + v.setKey;
+      let bytes = made.get(key);
+      if (bytes === undefined) {
+        bytes = this.#assemble(v.cells, snap, heads[snap ? 1 : 0]!);
+        made.set(key, bytes);
+      }
+      // A delta with nothing in it is not sent (the heartbeat keeps the stream open meanwhile).
+      if (!snap && bytes === heads[0]) {
+        if (now - v.lastWriteMs >= this.#heartbeat) this.#write(v, HEARTBEAT, now);
+        continue;
+      }
+      v.needsSnapshot = false;
+      this.#write(v, bytes, now);
+      this.counters.frames++;
+    }
+  }
+
+  /** Ends every stream (shutdown). */
+  close(): void {
+    for (const v of this.#viewers) {
+      this.counters.disconnects.shutdown++;
+      v.sink.close();
+    }
+    this.#viewers.clear();
+  }
+
+  #write(v: Viewer, bytes: Buffer, now: number): void {
+    v.sink.write(bytes);
+    v.lastWriteMs = now;
+    this.counters.bytes += bytes.length;
+  }
+
+  /** A frame of these cells: the header, the cells' cars, the ids that left, the end. */
+  #assemble(cells: readonly number[], snap: boolean, head: Buffer): Buffer {
+    const parts: Buffer[] = [head];
+    let any = false;
+    for (const c of cells) {
+      const b = snap ? this.#frames.snapshot(c) : this.#frames.cars(c);
+      if (b.length === 0) continue;
+      if (any) parts.push(COMMA);
+      parts.push(b);
+      any = true;
+    }
+    let anyLeft = false;
+    const lefts: Buffer[] = [];
+    if (!snap) {
+      for (const c of cells) {
+        const b = this.#frames.left(c);
+        if (b.length === 0) continue;
+        if (anyLeft) lefts.push(COMMA);
+        lefts.push(b);
+        anyLeft = true;
+      }
+    }
+    // An empty delta is the bare header: tick() recognises it and sends nothing.
+    if (!snap && !any && !anyLeft) return head;
+    parts.push(LEFT, ...lefts, END);
+    return Buffer.concat(parts);
+  }
+}

@@ -1,0 +1,263 @@
+import t from 'tap';
+import { bboxAround, haversineM } from '../src/geo/distance.ts';
+import { BatchWriter, KIND_DELTA, KIND_SNAPSHOT, LEFT_DELETED } from '../src/replica/batch.ts';
+import { Replica } from '../src/replica/replica.ts';
+import {
+  cellAt,
+  cellBox,
+  cellKey,
+  cellOf,
+  cellsForBox,
+  cellsForBoxes,
+  MAX_BOX_CELLS,
+  STREAM_ZOOM,
+} from '../src/stream/cells.ts';
+import { CellFrames, freeLayer } from '../src/stream/frames.ts';
+import { StreamHub, type ViewerSink } from '../src/stream/hub.ts';
+import { StreamTokens } from '../src/stream/tokens.ts';
+import { Prng } from './support/prng.ts';
+
+/** The streams' pure parts: cells, the shared frames, the hub's frames and back-pressure, tokens. */
+
+t.test('cells: keys round-trip, a position is in its cell, covers contain what they cover', async (t) => {
+  const rnd = new Prng(3);
+  let bad = 0;
+  for (let i = 0; i < 20_000; i++) {
+    const lat = (rnd.float() * 2 - 1) * 85;
+    const lon = (rnd.float() * 2 - 1) * 180;
+    const key = cellAt(lat, lon);
+    const { z, x, y } = cellOf(key);
+    if (z !== STREAM_ZOOM || cellKey(z, x, y) !== key) bad++;
+    const [a, b, c, d] = cellBox(key);
+    if (!(lon >= a && lon <= c && lat >= b && lat <= d)) bad++;
+  }
+  t.equal(bad, 0, '20,000 random positions inside their cells');
+  // A rider's 1 km view in a city is a handful of cells that contain the whole circle.
+  const cells = cellsForBoxes(bboxAround(48.8566, 2.3522, 1000));
+  t.ok(cells.length >= 4 && cells.length <= 16, `${cells.length} cells`);
+  for (let i = 0; i < 2000; i++) {
+    const a = rnd.float() * 2 * Math.PI;
+    const r = rnd.float() * 1000;
+    const lat = 48.8566 + (r * Math.cos(a)) / 111_195;
+    const lon = 2.3522 + (r * Math.sin(a)) / (111_195 * Math.cos((48.8566 * Math.PI) / 180));
+    if (haversineM(48.8566, 2.3522, lat, lon) <= 1000 && !cells.includes(cellAt(lat, lon))) bad++;
+  }
+  t.equal(bad, 0, 'every point of the circle is in a cell of the cover');
+  // A box across the antimeridian; a continent at a coarser zoom.
+  const across = cellsForBox(179.9, -18, -179.9, -17.9);
+  t.ok(across.some((k) => cellOf(k).x === 0) && across.some((k) => cellOf(k).x === 2 ** STREAM_ZOOM - 1));
+  const europe = cellsForBox(-10, 35, 30, 60);
+  t.ok(europe.length <= MAX_BOX_CELLS && cellOf(europe[0]!).z < STREAM_ZOOM, 'a big box at a coarser zoom');
+});
+
+/** A replica fed by hand: one source, snapshot then deltas. */
+function replicaWith(): { r: Replica; send: (recs: Array<[string, ...unknown[]]>) => void } {
+  const r = new Replica();
+  const w = new BatchWriter();
+  let seq = 1;
+  w.begin(KIND_SNAPSHOT, 1, seq, 0);
+  r.apply(Buffer.from(w.finish()), 0);
+  const send = (recs: Array<[string, ...unknown[]]>): void => {
+    w.begin(KIND_DELTA, 1, ++seq, 0);
+    for (const [tag, ...a] of recs) {
+      if (tag === 'a') w.appeared(a[0] as number, a[1] as string, a[2] as string);
+      else if (tag === 'm')
+        w.moved(a[0] as number, a[1] as number, a[2] as number, a[3] as number, 10, 90, a[4] !== false, 0);
+      else w.left(a[0] as number, a[1] as number);
+    }
+    r.apply(Buffer.from(w.finish()), 0);
+  };
+  return { r, send };
+}
+
+const parse = (b: Buffer): unknown[] => JSON.parse(`[${b.toString()}]`) as unknown[];
+
+t.test('frames: a cell says who moved in or within it, who left, and its snapshot', async (t) => {
+  const { r, send } = replicaWith();
+  const cell = cellAt(48.8566, 2.3522);
+  const [w, s, e, n] = cellBox(cell);
+  const lat = (f: number): number => Math.round((s + (n - s) * f) * 1e6);
+  const lon = (f: number): number => Math.round((w + (e - w) * f) * 1e6);
+  send([
+    ['a', 1, 'd1', 'c1'],
+    ['m', 1, lat(0.2), lon(0.2), 100],
+    ['a', 2, 'd2', 'c2'],
+    ['m', 2, lat(0.8), lon(0.8), 100],
+  ]);
+  const frames = new CellFrames(r);
+  t.same(frames.prepare([cell]), [], 'no car has a previous fix yet: no path to match');
+  frames.build();
+  t.same(
+    parse(frames.cars(cell))
+      .map((c) => (c as { id: string }).id)
+      .sort(),
+    ['d1', 'd2'],
+    'a new cell: all its cars',
+  );
+  // d1 moves 100 m within the cell, d2 stands, d3 arrives, and the next tick says exactly that.
+  send([
+    ['m', 1, lat(0.2) + 900, lon(0.2), 101],
+    ['a', 3, 'd3', 'c3'],
+    ['m', 3, lat(0.5), lon(0.5), 101],
+  ]);
+  t.same(
+    frames.prepare([cell]).map((slot) => r.id(slot)),
+    ['d1'],
+    'd1 moved far enough for a road path',
+  );
+  const roads = new Map([[r.find('d1'), '[[1,2,3],[4,5,6]]']]);
+  frames.build((slot) => roads.get(slot));
+  const cars = parse(frames.cars(cell)) as Array<{ id: string; path: number[][] }>;
+  t.same(cars.map((c) => c.id).sort(), ['d1', 'd3']);
+  t.same(
+    cars.find((c) => c.id === 'd1')!.path,
+    [
+      [1, 2, 3],
+      [4, 5, 6],
+    ],
+    'a road path where there is one',
+  );
+  t.same(cars.find((c) => c.id === 'd3')!.path.length, 1, 'a new car: its point');
+  t.same(parse(frames.left(cell)), []);
+  // d2 is deleted, d3 leaves the cell.
+  send([
+    ['l', 2, LEFT_DELETED],
+    ['m', 3, lat(0.5) - 20_000, lon(0.5), 131],
+  ]);
+  frames.prepare([cell]);
+  frames.build();
+  t.same(parse(frames.left(cell)).sort(), ['d2', 'd3'], 'both left');
+  t.same(parse(frames.cars(cell)), []);
+  t.same(
+    parse(frames.snapshot(cell)).map((c) => (c as { id: string }).id),
+    ['d1'],
+    'the snapshot: who is in it now',
+  );
+  // Straight paths: from the previous fix, or the point alone under 20 m.
+  send([['m', 1, lat(0.2) + 901, lon(0.2), 140]]);
+  frames.prepare([cell]);
+  frames.build();
+  t.equal((parse(frames.cars(cell))[0] as { path: unknown[] }).path.length, 1, 'a 0.1 m move: no path');
+  // The free layer: a car taking an order leaves it.
+  frames.prepare([cell, freeLayer(cell)]);
+  frames.build();
+  t.same(
+    parse(frames.cars(freeLayer(cell))).map((c) => (c as { id: string }).id),
+    ['d1'],
+  );
+  send([['m', 1, lat(0.2) + 1800, lon(0.2), 150, false]]);
+  frames.prepare([freeLayer(cell)]);
+  frames.build();
+  t.same(parse(frames.left(freeLayer(cell))), ['d1'], 'busy now: gone from the free layer');
+  t.equal(frames.cells, 1, 'the cell no viewer covers any more is forgotten');
+});
+
+interface FakeSink extends ViewerSink {
+  out: string[];
+  queued: number;
+  closed: boolean;
+}
+
+function sink(): FakeSink {
+  const s: FakeSink = {
+    out: [],
+    queued: 0,
+    closed: false,
+    write(b) {
+      s.out.push(b.toString());
+    },
+    backlog: () => s.queued,
+    close() {
+      s.closed = true;
+    },
+  };
+  return s;
+}
+
+t.test(
+  'hub: shared frames, snapshot first, skipped when behind, then cut off; heartbeats; the cap',
+  async (t) => {
+    const { r, send } = replicaWith();
+    const cell = cellAt(10, 10);
+    const [w, s] = cellBox(cell);
+    const at = (f: number): [number, number] => [
+      Math.round((s + 1e-4 * f) * 1e6),
+      Math.round((w + 1e-4 * f) * 1e6),
+    ];
+    send([
+      ['a', 1, 'd1', 'c1'],
+      ['m', 1, ...at(1), 100],
+    ]);
+    const frames = new CellFrames(r);
+    let now = 0;
+    const hub = new StreamHub({
+      frames,
+      maxViewers: 3,
+      maxBacklogBytes: 1000,
+      maxBehindMs: 3000,
+      heartbeatMs: 15_000,
+      now: () => now,
+    });
+    const a = sink();
+    const b = sink();
+    hub.add([cell], a);
+    hub.add([cell], b);
+    t.equal(hub.add([cell], sink()) === null, false);
+    t.equal(hub.add([cell], sink()), null, 'past the cap: refused');
+    const tick = (): void => {
+      frames.prepare(hub.activeCells());
+      frames.build();
+      hub.tick();
+      now += 1000;
+    };
+    tick();
+    t.match(a.out[0], /^id: 1\ndata: \{"frame":1,"time":0,"snapshot":true,"cars":\[\{"id":"d1"/);
+    t.equal(a.out[0], b.out[0], 'the same bytes for viewers of the same cells');
+    tick();
+    t.equal(a.out.length, 1, 'nothing changed: no frame');
+    send([['m', 1, ...at(2), 101]]);
+    tick();
+    t.match(a.out[1], /"snapshot":false,"cars":\[\{"id":"d1"/);
+    // a falls behind: its frames are skipped (it gets a snapshot after), then it is cut off.
+    a.queued = 5000;
+    for (let i = 3; i < 7; i++) {
+      send([['m', 1, ...at(i), 100 + i]]);
+      tick();
+    }
+    t.equal(hub.counters.skipped, 4);
+    t.equal(a.closed, true, 'cut off after 3 s behind');
+    t.equal(hub.counters.disconnects.slow, 1);
+    t.equal(b.out.length, 6, 'the other viewer had every frame');
+    // A viewer behind for a moment only: skips, then a snapshot.
+    const c = sink();
+    hub.add([cell], c);
+    tick();
+    c.queued = 5000;
+    send([['m', 1, ...at(8), 108]]);
+    tick();
+    c.queued = 0;
+    send([['m', 1, ...at(9), 109]]);
+    tick();
+    t.match(c.out.at(-1), /"snapshot":true/, 'back after a skip: a snapshot');
+    // Quiet for 15 s: a heartbeat comment.
+    for (let i = 0; i < 16; i++) tick();
+    t.match(b.out.at(-1), /^: heartbeat\n\n$/);
+    hub.close();
+    t.equal(b.closed && c.closed, true);
+  },
+);
+
+t.test('stream tokens: signed, for a role, until they expire', async (t) => {
+  let now = 1_000_000_000_000;
+  const tokens = new StreamTokens('operator-token-0123456789', () => now);
+  const other = new StreamTokens('another-operator-token-01', () => now);
+  const { token, expiresAt } = tokens.issue('client', 300);
+  t.equal(expiresAt, now / 1000 + 300);
+  t.equal(tokens.verify(token), 'client');
+  t.equal(tokens.verify(tokens.issue('operator').token), 'operator');
+  t.equal(other.verify(token), null, 'another operator token: another key');
+  t.equal(tokens.verify(token.replace('.c.', '.o.')), null, 'a client token made operator: forged');
+  t.equal(tokens.verify('v1.c.99999999999.nonsense'), null);
+  now += 300_000;
+  t.equal(tokens.verify(token), 'expired');
+});
