@@ -111,13 +111,19 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
           new Promise((r) => setTimeout(r, 3000)),
         ]);
       }
-      try {
-        for (const t of await tripStore.activeTrips()) {
-          if (drivers === null || drivers.has(t.driverId)) found.set(t.driverId, t);
+      // A read that fails (Redis busy or away) is tried again: without it the orphans' trips would start
+      // again at their next fix. Claims wait meanwhile; after the third failure they are granted without.
+      for (let attempt = 1; attempt <= 3; attempt++) {
+        try {
+          for (const t of await tripStore.activeTrips()) {
+            if (drivers === null || drivers.has(t.driverId)) found.set(t.driverId, t);
+          }
+          log.info('active trips read back from redis', { resumable: found.size });
+          return found;
+        } catch (err) {
+          log.warn('could not read active trips back from redis', { attempt, err: String(err) });
+          await new Promise((r) => setTimeout(r, 500 * attempt));
         }
-        log.info('active trips read back from redis', { resumable: found.size });
-      } catch (err) {
-        log.warn('could not read active trips back from redis', { err: String(err) });
       }
       return found;
     },

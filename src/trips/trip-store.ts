@@ -71,6 +71,8 @@ const APPEND_COMMAND = 'cabtrackAppendTripOnce';
 
 /** Commands per pipeline: keeps one flush of a large fleet from building one huge request. */
 const PIPELINE_MAX = 10_000;
+/** Trips read per pipeline when reading back: each chunk well within the 2 s command timeout. */
+const READ_CHUNK = 2000;
 
 export interface TripWrites {
   /** Records written. */
@@ -418,29 +420,30 @@ export class TripStore implements TripSink {
     }
   }
 
-  /** HGETALL of many trips, one pipeline per node. */
+  /**
+   * HGETALL of many trips: the nodes in parallel, each node's chunks one after the other. All at once,
+   * the last of 150,000 reads waited behind the others longer than the command timeout on a busy Redis,
+   * and the read-back after a worker's death failed (test/hostile-resume-race.test.ts).
+   */
   async #readMany(ids: string[]): Promise<Array<TripRecord | undefined>> {
     const keys = ids.map(tripKey);
     const out = new Array<TripRecord | undefined>(ids.length);
-    const reads: Promise<void>[] = [];
-    for (const group of byNode(this.#redis, keys)) {
-      for (let start = 0; start < group.length; start += PIPELINE_MAX) {
-        const chunk = group.slice(start, start + PIPELINE_MAX);
-        const pipeline = this.#redis.pipeline();
-        for (const i of chunk) pipeline.hgetall(keys[i]!);
-        reads.push(
-          pipeline.exec().then((results) => {
-            if (results === null) throw new Error('pipeline discarded');
-            for (let c = 0; c < chunk.length; c++) {
-              const [err, value] = results[c]!;
-              if (err) throw err;
-              out[chunk[c]!] = parseTrip(value as Record<string, string>);
-            }
-          }),
-        );
-      }
-    }
-    await Promise.all(reads);
+    await Promise.all(
+      byNode(this.#redis, keys).map(async (group) => {
+        for (let start = 0; start < group.length; start += READ_CHUNK) {
+          const chunk = group.slice(start, start + READ_CHUNK);
+          const pipeline = this.#redis.pipeline();
+          for (const i of chunk) pipeline.hgetall(keys[i]!);
+          const results = await pipeline.exec();
+          if (results === null) throw new Error('pipeline discarded');
+          for (let c = 0; c < chunk.length; c++) {
+            const [err, value] = results[c]!;
+            if (err) throw err;
+            out[chunk[c]!] = parseTrip(value as Record<string, string>);
+          }
+        }
+      }),
+    );
     return out;
   }
 }
