@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { ConfigError } from './errors.ts';
+import { tileUrlProblem } from './http/tile-url.ts';
 
 /**
  * Configuration: the documented defaults in config/default.json, overridden by CABTRACK_* environment
@@ -49,10 +50,20 @@ export interface Config {
   readonly pathDeadlineMs: number;
   /** Per-request timeout of OSRM calls. */
   readonly osrmTimeoutMs: number;
+  /**
+   * The pages' map tiles, a `{z}/{x}/{y}` URL template (src/http/tile-url.ts); '' draws no tiles (the map
+   * is then a plain background).
+   */
+  readonly mapTileUrl: string;
+  /** What the map says about the tiles' source (HTML, shown in the map's corner). */
+  readonly mapAttribution: string;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
 }
 
-type Kind = 'port' | 'count' | 'positive' | 'string' | 'url' | 'token' | 'level' | 'nodes';
+type Kind = 'port' | 'count' | 'positive' | 'string' | 'url' | 'token' | 'level' | 'nodes' | 'tiles' | 'text';
+
+/** Kinds for which a variable set to '' means '' (no tiles, no attribution), not "use the default". */
+const EMPTY_IS_A_VALUE: ReadonlySet<Kind> = new Set(['tiles', 'text']);
 
 /** Each setting: its key in config/default.json, its environment variable, and what it must be. */
 const SETTINGS: ReadonlyArray<readonly [keyof Config, string, Kind, number?, number?]> = [
@@ -80,6 +91,8 @@ const SETTINGS: ReadonlyArray<readonly [keyof Config, string, Kind, number?, num
   ['queryTimeoutMs', 'CABTRACK_QUERY_TIMEOUT_MS', 'count', 10, 60_000],
   ['pathDeadlineMs', 'CABTRACK_PATH_DEADLINE_MS', 'count', 1, 10_000],
   ['osrmTimeoutMs', 'CABTRACK_OSRM_TIMEOUT_MS', 'count', 1, 60_000],
+  ['mapTileUrl', 'CABTRACK_MAP_TILE_URL', 'tiles'],
+  ['mapAttribution', 'CABTRACK_MAP_ATTRIBUTION', 'text'],
   ['logLevel', 'CABTRACK_LOG_LEVEL', 'level'],
 ];
 
@@ -93,8 +106,9 @@ export function loadConfig(
   const out: Record<string, unknown> = {};
   for (const [key, envName, kind, min, max] of SETTINGS) {
     const fromEnv = env[envName];
-    const raw: unknown = fromEnv !== undefined && fromEnv !== '' ? fromEnv : defaults[key];
-    const name = fromEnv !== undefined && fromEnv !== '' ? envName : `config/default.json ${key}`;
+    const set = fromEnv !== undefined && (fromEnv !== '' || EMPTY_IS_A_VALUE.has(kind));
+    const raw: unknown = set ? fromEnv : defaults[key];
+    const name = set ? envName : `config/default.json ${key}`;
     if (raw === undefined) throw new ConfigError(name, 'missing');
     out[key] = parse(name, raw, kind, min, max);
   }
@@ -147,6 +161,13 @@ function parse(name: string, raw: unknown, kind: Kind, min = 0, max = Number.MAX
           throw new ConfigError(name, `must be host:port[,host:port...], got ${JSON.stringify(node)}`);
         }
       }
+      return text;
+    case 'tiles': {
+      const problem = tileUrlProblem(text);
+      if (problem !== null) throw new ConfigError(name, `${problem}, got ${JSON.stringify(text)}`);
+      return text;
+    }
+    case 'text':
       return text;
     case 'level':
       if (!['debug', 'info', 'warn', 'error'].includes(text)) {

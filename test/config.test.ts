@@ -70,6 +70,31 @@ t.test('a bad value is refused with a message naming it', async (t) => {
   }
 });
 
+t.test('the map tiles: a {z}/{x}/{y} template, or empty for none', async (t) => {
+  const osm = 'https://tile.openstreetmap.org/{z}/{x}/{y}.png';
+  t.equal(loadConfig({}).mapTileUrl, osm, 'OpenStreetMap by default');
+  t.match(loadConfig({}).mapAttribution, /OpenStreetMap<\/a> contributors/, 'with its attribution');
+  t.equal(loadConfig({ CABTRACK_MAP_TILE_URL: '' }).mapTileUrl, '', "'' means no tiles, not the default");
+  t.equal(loadConfig({ CABTRACK_MAP_ATTRIBUTION: '' }).mapAttribution, '');
+  for (const ok of [
+    'http://127.0.0.1:8081/{z}/{x}/{y}.png',
+    'https://{s}.tile.example.org/{z}/{x}/{y}{r}.png?key=abc',
+  ]) {
+    t.equal(loadConfig({ CABTRACK_MAP_TILE_URL: ok }).mapTileUrl, ok, ok);
+  }
+  const bad: Array<[string, RegExp]> = [
+    ['https://tiles.example.org/{z}/{x}.png', /CABTRACK_MAP_TILE_URL: must contain \{y\}/],
+    ['https://tiles.example.org/{z}/{x}/{y}/{q}.png', /unknown placeholder \{q\}/],
+    ['ftp://tiles.example.org/{z}/{x}/{y}.png', /must be an http\(s\):\/\/ URL template/],
+    ['tiles/{z}/{x}/{y}.png', /must be an http\(s\):\/\/ URL template/],
+    ['https://user:pw@tiles.example.org/{z}/{x}/{y}.png', /user name or password/],
+    ['https://tiles.{s}.example.org/{z}/{x}/{y}.png', /only as the first label/],
+  ];
+  for (const [value, message] of bad) {
+    t.throws(() => loadConfig({ CABTRACK_MAP_TILE_URL: value }), message, value);
+  }
+});
+
 t.test('the daemon refuses to start on a bad value, naming it', async (t) => {
   const r = spawnSync(process.execPath, ['src/main.ts'], {
     cwd: fileURLToPath(new URL('../', import.meta.url)),
