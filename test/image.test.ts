@@ -215,6 +215,11 @@ t.test("the image's CMD starts, answers /healthz and passes its own HEALTHCHECK"
   const res = await fetch(`http://127.0.0.1:${d.env['CABTRACK_HTTP_PORT']}/healthz`);
   t.equal(res.status, 200, '/healthz answers 200');
   t.same(await res.json(), { status: 'ok', workers: 2 }, 'both workers up');
+  // The pages come from the image too: src/web, and Leaflet from its production dependencies.
+  for (const path of ['/', '/rider', '/assets/operator.js', '/assets/leaflet/leaflet.js']) {
+    const page = await fetch(`http://127.0.0.1:${d.env['CABTRACK_HTTP_PORT']}${path}`);
+    t.equal(page.status, 200, `${path} served`);
+  }
   t.ok(image.healthcheck, 'the Dockerfile has a HEALTHCHECK');
   const [file, args] = argvFor(image.healthcheck!, image.root);
   const check = await run(file, args, { cwd: image.workdir, env: d.env }).then(

@@ -58,6 +58,9 @@ t.test('each path takes exactly the methods the document lists', async (t) => {
     '/v1/cabs/{cab}': '/v1/cabs/none',
     '/v1/trips/{orderId}': '/v1/trips/404',
     '/v1/sessions/{session}': '/v1/sessions/00000000000000ff',
+    '/assets/{file}': '/assets/style.css',
+    '/assets/leaflet/{file}': '/assets/leaflet/leaflet.css',
+    '/assets/leaflet/images/{file}': '/assets/leaflet/images/layers.png',
   };
   for (const template of Object.keys(doc['paths'])) {
     const path = sample[template] ?? template;

@@ -4,6 +4,7 @@ import type { Config } from '../config.ts';
 import { HttpError, PeerGoneError, RemoteError, RpcTimeoutError, unavailable } from '../errors.ts';
 import { bboxAround } from '../geo/distance.ts';
 import { type Backend, createApi, JsonText, type Tokens } from '../http/api.ts';
+import { createPages } from '../http/pages.ts';
 import { log } from '../log.ts';
 import {
   Buckets,
@@ -220,6 +221,7 @@ export function startHttpWorker(config: Config, tokens: Tokens): void {
   const api = createApi({
     backend,
     tokens,
+    pages: createPages({ tileUrl: config.mapTileUrl, attribution: config.mapAttribution }),
     observe: (route, method, status, seconds) =>
       metrics.httpDuration.observe({ route, method, status: String(status) }, seconds),
   });

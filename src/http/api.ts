@@ -17,6 +17,7 @@ import {
   MAX_RADIUS_M,
 } from './limits.ts';
 import { openApiJson } from './openapi.ts';
+import type { Pages } from './pages.ts';
 import * as p from './params.ts';
 
 /**
@@ -73,6 +74,8 @@ export interface Tokens {
 export interface ApiOptions {
   backend: Backend;
   tokens: Tokens;
+  /** The pages and their assets (src/http/pages.ts), served where no API route is. */
+  pages?: Pages;
   observe?: (route: string, method: string, status: number, seconds: number) => void;
 }
 
@@ -276,6 +279,8 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
       const created = await backend.putSession(s.hi, s.lo, driverId, cab);
       return ['session', { session: seg[3], driverId, cab }, created ? 201 : 200];
     }
+    const page = options.pages?.(req, url, res) ?? null;
+    if (page !== null) return [page, TAKEN];
     throw new HttpError(404, 'not_found', `no route ${method} ${path}`);
   };
 
@@ -306,7 +311,8 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
       (r) => {
         routeName = r[0];
         if (r[1] === TAKEN) {
-          observe(routeName, req.method ?? 'GET', 200, Number(process.hrtime.bigint() - started) / 1e9);
+          const status = res.statusCode;
+          observe(routeName, req.method ?? 'GET', status, Number(process.hrtime.bigint() - started) / 1e9);
           return;
         }
         finish(r[2]!, r[1]);

@@ -106,6 +106,65 @@ const streamAnswer = (view: string): object => ({
 const OPERATOR = [{ operatorToken: [] }];
 const PUBLIC: object[] = [];
 
+/** The headers every page, asset and the config answer with (src/http/pages.ts). */
+const staticHeaders = {
+  ETag: {
+    description: 'A tag of the content (of this encoding): send it back in If-None-Match to get a 304.',
+    schema: { type: 'string' },
+    required: true,
+  },
+  'Cache-Control': {
+    description:
+      '`no-cache` (revalidate on every load) for the pages, their scripts and the config; ' +
+      "`public, max-age=86400` for Leaflet's files.",
+    schema: { type: 'string' },
+    required: true,
+  },
+};
+
+/** GET and HEAD of a page, an asset or the config: the file, or 304 when If-None-Match matches. */
+const staticFile = (
+  summary: string,
+  operationId: string,
+  content: object,
+  extra: { headers?: object; notFound?: boolean } = {},
+): object => {
+  const headers = { ...staticHeaders, ...extra.headers };
+  const responses = {
+    '200': {
+      description: 'The file (gzip-encoded when the client accepts it, for text files over 1 KiB).',
+      headers,
+      content,
+    },
+    '304': { description: 'Not modified: If-None-Match names its ETag.', headers: staticHeaders },
+    ...(extra.notFound === true ? { '404': response('NotFound') } : {}),
+    '500': response('InternalError'),
+  };
+  // HEAD: the same answers without a body (the 200's headers still say what GET would send).
+  const { content: _, ...headOk } = responses['200'];
+  return {
+    get: { operationId, summary, security: PUBLIC, responses },
+    head: {
+      operationId: `${operationId}Head`,
+      summary: `${summary} (headers only)`,
+      security: PUBLIC,
+      responses: { ...responses, '200': headOk },
+    },
+  };
+};
+
+const html = { 'text/html': { schema: { type: 'string' } } };
+const pageHeaders = {
+  'Content-Security-Policy': {
+    description:
+      'Scripts, styles and connections from this origin only (no inline script or style); images from ' +
+      'this origin and the tile server of CABTRACK_MAP_TILE_URL.',
+    schema: { type: 'string' },
+    required: true,
+  },
+};
+const assetFile = { in: 'path', required: true, schema: { type: 'string', pattern: '^[A-Za-z0-9._-]+$' } };
+
 /** The errors every operator route can answer: auth, then its parameters, then a bug. */
 const operatorErrors = {
   '400': response('BadRequest'),
@@ -493,6 +552,56 @@ export const openApiDocument = {
       'Every worker is up and bound (with Redis down it stays 200 but says so: degraded, not down).',
       'Not every worker is up yet, or one is being replaced.',
     ),
+    '/': staticFile(
+      'The operator live map: a page that asks for the operator token, then shows every car in view',
+      'operatorPage',
+      html,
+      { headers: pageHeaders },
+    ),
+    '/rider': staticFile(
+      "The rider's screen: a page that asks for the client token, then shows the free cars near a point",
+      'riderPage',
+      html,
+      { headers: pageHeaders },
+    ),
+    '/config.json': staticFile('What the pages need to draw the map', 'pageConfig', json(ref('PageConfig'))),
+    '/assets/{file}': {
+      parameters: [{ ...assetFile, name: 'file', description: "A page's script, stylesheet or icon." }],
+      ...staticFile(
+        'A script (browser ES module), stylesheet or icon of the pages (src/web/)',
+        'pageAsset',
+        {
+          'text/javascript': { schema: { type: 'string' } },
+          'text/css': { schema: { type: 'string' } },
+          'image/svg+xml': { schema: { type: 'string' } },
+        },
+        { notFound: true },
+      ),
+    },
+    '/assets/leaflet/{file}': {
+      parameters: [{ ...assetFile, name: 'file', description: 'leaflet.js, leaflet.js.map or leaflet.css.' }],
+      ...staticFile(
+        "Leaflet's script, its source map and its stylesheet (the leaflet package's dist/)",
+        'leafletAsset',
+        {
+          'text/javascript': { schema: { type: 'string' } },
+          'text/css': { schema: { type: 'string' } },
+          'application/json': { schema: { type: 'object' } },
+        },
+        { notFound: true },
+      ),
+    },
+    '/assets/leaflet/images/{file}': {
+      parameters: [{ ...assetFile, name: 'file', description: "An image Leaflet's stylesheet names." }],
+      ...staticFile(
+        "An image of Leaflet's stylesheet",
+        'leafletImage',
+        { 'image/png': { schema: {} } },
+        {
+          notFound: true,
+        },
+      ),
+    },
     '/openapi.json': {
       get: {
         operationId: 'openapi',
@@ -580,6 +689,28 @@ export const openApiDocument = {
               minItems: 3,
               maxItems: 3,
             },
+          },
+        },
+        additionalProperties: false,
+      },
+      PageConfig: {
+        type: 'object',
+        description: 'The map settings of the pages (public: no token).',
+        required: ['tileUrl', 'attribution', 'riderRadiusM'],
+        properties: {
+          tileUrl: {
+            type: 'string',
+            description: 'CABTRACK_MAP_TILE_URL: a `{z}/{x}/{y}` URL template of map tiles; empty for none.',
+          },
+          attribution: {
+            type: 'string',
+            description: 'CABTRACK_MAP_ATTRIBUTION (HTML); empty without tiles.',
+          },
+          riderRadiusM: {
+            type: 'number',
+            minimum: 1,
+            maximum: MAX_RADIUS_M,
+            description: "The rider's view: cars within this many metres of the pick-up point.",
           },
         },
         additionalProperties: false,
