@@ -46,7 +46,7 @@ t.test('the two pages: HTML, public, revalidated, under a strict CSP', async (t)
         "default-src 'self'",
         "script-src 'self'",
         "style-src 'self'",
-        "img-src 'self' https://*.tiles.example.org:8443",
+        "img-src 'self' data: https://*.tiles.example.org:8443",
         "connect-src 'self'",
         "object-src 'none'",
         "base-uri 'none'",
@@ -69,7 +69,7 @@ t.test('/config.json: the tiles for the pages, no token needed', async (t) => {
   const none = await bare.request('GET', '/config.json', { token: null });
   t.same(none.body, { tileUrl: '', attribution: '', riderRadiusM: 1000 }, "'' : no tiles, no attribution");
   const page = await bare.request('GET', '/', { token: null });
-  t.match(page.headers.get('content-security-policy'), /img-src 'self'; /, 'and images from here only');
+  t.match(page.headers.get('content-security-policy'), /img-src 'self' data:; /, 'and images from here only');
 });
 
 t.test("assets: our modules and styles revalidated, Leaflet's kept a day", async (t) => {

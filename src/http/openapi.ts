@@ -158,7 +158,7 @@ const pageHeaders = {
   'Content-Security-Policy': {
     description:
       'Scripts, styles and connections from this origin only (no inline script or style); images from ' +
-      'this origin and the tile server of CABTRACK_MAP_TILE_URL.',
+      'this origin, data: URLs and the tile server of CABTRACK_MAP_TILE_URL.',
     schema: { type: 'string' },
     required: true,
   },

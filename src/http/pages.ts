@@ -21,7 +21,9 @@ import { tileSource } from './tile-url.ts';
  * the config are revalidated on every load (`no-cache`, then 304 while the ETag matches), so a new
  * release reaches every browser at once; Leaflet, whose version only changes with package-lock.json,
  * may be kept a day. The HTML pages carry a strict Content-Security-Policy: scripts, styles and
- * connections from this origin only (no inline script or style), images from here and the tile server.
+ * connections from this origin only (no inline script or style), images from here and the tile server,
+ * and `data:` images: Leaflet stops loading a tile it drops (the map zoomed or moved) by pointing it at
+ * an empty `data:` GIF, refused and logged as an error otherwise.
  */
 
 export interface PagesOptions {
@@ -68,7 +70,7 @@ export function createPages(o: PagesOptions): Pages {
     "default-src 'self'",
     "script-src 'self'",
     "style-src 'self'",
-    `img-src 'self'${tiles === '' ? '' : ` ${tiles}`}`,
+    `img-src 'self' data:${tiles === '' ? '' : ` ${tiles}`}`,
     "connect-src 'self'",
     "object-src 'none'",
     "base-uri 'none'",

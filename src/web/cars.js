@@ -9,9 +9,9 @@ import { FRAME_MS, placeOnPath } from './motion.js';
  * Frames (GET /v1/stream, the StreamFrame schema in /openapi.json): a snapshot is the whole view, so the
  * cars it does not list are dropped and those it lists are put at their fix at once; a delta lists the
  * ids that left (applied first) and the cars with a new fix (a car moving between two cells of the view
- * is in both). A car with a new fix replays its `path` over the next frame interval: each animation
+ * is in both). A car with a new fix replays its path over the next frame interval: each animation
  * frame (requestAnimationFrame) moves the markers to their place along their paths and turns them to
- * the heading of the segment they are on (the car's reported bearing while standing).
+ * the heading of the road they are on (the car's reported bearing on a straight path or standing).
  */
 
 /** @typedef {import('./motion.js').PathPoint} PathPoint */
@@ -53,6 +53,26 @@ import { FRAME_MS, placeOnPath } from './motion.js';
  * @property {(id: string) => void} [onClick]
  * @property {() => void} [onChange] cars added, removed, or changed status
  */
+
+/**
+ * The path a car replays to its new fix: the stream's, or a straight one from its previous fix when the
+ * stream sent the fix alone. The stream does that for moves under 20 m since the previous fix (a
+ * standstill, whose GPS jitter must not make a marker dance: src/stream/frames.ts), which at one fix a
+ * second is also every car under 72 km/h; gliding those few metres in a second makes no dance either,
+ * and a car in town moves instead of hopping once a second.
+ *
+ * @param {StreamCar} before
+ * @param {StreamCar} fix
+ * @returns {PathPoint[] | null}
+ */
+function replayOf(before, fix) {
+  if (fix.path.length > 1) return fix.path;
+  if (before.lat === fix.lat && before.lon === fix.lon) return null;
+  return [
+    [before.lon, before.lat, before.time],
+    [fix.lon, fix.lat, fix.time],
+  ];
+}
 
 export class CarLayer {
   /** @type {Map<string, Car>} */
@@ -101,9 +121,10 @@ export class CarLayer {
         this.#show(car);
         continue;
       }
+      const before = car.fix;
       car.fix = fix;
       // A snapshot puts cars at their fix; a delta replays the path to it.
-      car.replay = !frame.snapshot && fix.path.length > 1 ? fix.path : null;
+      car.replay = frame.snapshot ? null : replayOf(before, fix);
       car.start = now;
       this.#show(car);
       if (car.marker !== null) this.#place(car, now);
@@ -220,7 +241,9 @@ export class CarLayer {
     if (car.replay !== null) {
       const f = (now - car.start) / FRAME_MS;
       const at = placeOnPath(car.replay, f);
-      heading = at.heading;
+      // Along a road-matched path (more than its two ends) the road's turns; on a straight one the
+      // phone's own bearing, steadier than the line between two fixes with a few metres of GPS noise.
+      if (car.replay.length > 2) heading = at.heading;
       if (f < 1) {
         lat = at.lat;
         lon = at.lon;
