@@ -7,7 +7,9 @@ import { cabOf, driverId, runSimulation } from './run.ts';
 /*
  * `cabtrack demo`: the daemon and a simulated fleet in one command, so that a newcomer sees cars moving
  * and can query them at once. The daemon runs as a child process on its default ports with tokens made
- * up for this run (printed, with curl commands to paste); the fleet drives until Ctrl-C.
+ * up for this run (printed, with the two pages' URLs to open and curl commands to paste); the fleet
+ * drives until Ctrl-C. The URLs carry the tokens in their fragment (`#token=`), which a browser never
+ * sends: the pages move it to sessionStorage and off the address bar (src/web/session.js).
  */
 
 const MAIN = fileURLToPath(new URL('../main.ts', import.meta.url));
@@ -104,6 +106,10 @@ export async function runDemo(o: DemoCommand): Promise<number> {
         `cabtrack demo: the daemon listens on UDP ${o.udpPort} and HTTP ${o.httpPort}; ${o.drivers} cars drive around ${lat},${lon}.`,
         `  operator token: ${operator}`,
         `  client token:   ${client}`,
+        '',
+        'Open the pages (the token is in the fragment, after #: the browser keeps it and sends it nowhere):',
+        `  operator live map: ${base}/#token=${operator}&at=${lat},${lon},14`,
+        `  rider's screen:    ${base}/rider#token=${client}&at=${lat},${lon},15`,
         '',
         'Try (Ctrl-C stops the demo):',
         `  ${c} '${base}/v1/drivers/nearest?lat=${lat}&lon=${lon}&k=5&radius=1000'`,
