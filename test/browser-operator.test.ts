@@ -157,7 +157,8 @@ t.test('a click on a car opens its card: driver, cab, speed, trip, its track', a
   t.ok(await page.locator('.car.selected').count(), 'the car is marked as selected');
   // Let the replays settle mid-second for the picture.
   await new Promise((r) => setTimeout(r, 1500));
-  await page.screenshot({ path: fileURLToPath(new URL('operator-map.png', DOCS)) });
+  const png = await page.screenshot({ path: fileURLToPath(new URL('operator-map.png', DOCS)) });
+  t.same([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG written');
   await page.keyboard.press('Escape');
   t.ok(await page.locator('#card').isHidden(), 'Escape closes it');
   t.same(errors, [], 'no console error');

@@ -282,7 +282,8 @@ t.test('the screenshot: the rider in the simulated fleet', async (t) => {
       .map((c: any) => c.fix.id),
   );
   t.same(busy, [], 'none on a trip (the stream sends free cars only)');
-  await page.screenshot({ path: fileURLToPath(new URL('rider.png', DOCS)) });
+  const png = await page.screenshot({ path: fileURLToPath(new URL('rider.png', DOCS)) });
+  t.same([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a], 'a PNG written');
   t.same(errors, [], 'no console error');
 });
 

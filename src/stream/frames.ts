@@ -33,7 +33,11 @@ export function freeLayer(key: number): number {
 
 /**
  * Below this move since the previous fix a car's path is just its current point: GPS jitter at a
- * standstill must not make a marker dance (the path matcher's rule, src/paths/path-matcher.ts).
+ * standstill must not make a marker dance (the path matcher's rule, src/paths/path-matcher.ts). At one
+ * fix a second that is every car under 72 km/h, which then never gets a road-matched path: that is
+ * what matching is for, not a loss. A straight chord of at most 20 m cuts a corner by a few metres
+ * (a few pixels at street zoom), and the pages glide along it; it is the long moves (fast roads, fixes
+ * lost on the way) that cross blocks and water, and those are matched.
  */
 export const STANDSTILL_M = 20;
 

@@ -1,4 +1,7 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import type { Page } from 'playwright-core';
 import { encodeTrack } from '../../src/codec/encode.ts';
 import { cosDeg, METRES_PER_DEGREE_LAT } from '../../src/geo/distance.ts';
@@ -10,8 +13,15 @@ import { hex } from './hostile-net.ts';
  * the browser draws them, and where the screenshots go.
  */
 
-/** docs/, where the README's screenshots are kept. */
-export const DOCS = new URL('../../docs/', import.meta.url);
+/**
+ * Where the screenshots go: docs/, the README's, with CABTRACK_SCREENSHOTS=1 (`npm run screenshots`);
+ * a temporary directory otherwise, so that a test run leaves the checkout as it found it (every run
+ * draws different pixels) while still taking the pictures.
+ */
+export const DOCS =
+  process.env.CABTRACK_SCREENSHOTS === '1'
+    ? new URL('../../docs/', import.meta.url)
+    : pathToFileURL(`${mkdtempSync(join(tmpdir(), 'cabtrack-screens-'))}/`);
 mkdirSync(DOCS, { recursive: true });
 
 let nextSession = 0x7e57_0000_0000_0001n;
