@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { ConfigError } from './errors.ts';
+import { MAX_LIVE_ZOOM, parseRegion, type Region } from './hosts/live-cells.ts';
 import { tileUrlProblem } from './http/tile-url.ts';
 
 /**
@@ -58,9 +59,35 @@ export interface Config {
   /** What the map says about the tiles' source (HTML, shown in the map's corner). */
   readonly mapAttribution: string;
   readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+  /**
+   * This host's id among several sharing one live view over Redis (src/hosts/); '' for a single host.
+   * Needs Redis (CABTRACK_REDIS_CLUSTER, or CABTRACK_REDIS_URL) and CABTRACK_HOST_URL.
+   */
+  readonly hostId: string;
+  /** How the other hosts reach this host's HTTP API (http://address:port). */
+  readonly hostUrl: string;
+  /** The live cells this host follows: boxes (src/hosts/live-cells.ts); empty, the whole world. */
+  readonly region: Region;
+  /** The live cells' zoom (Web Mercator tiles): every host of one cabtrack must use the same. */
+  readonly liveZoom: number;
+  /** How often each live cell sends a snapshot of its drivers, ms. */
+  readonly liveKeyframeMs: number;
 }
 
-type Kind = 'port' | 'count' | 'positive' | 'string' | 'url' | 'token' | 'level' | 'nodes' | 'tiles' | 'text';
+type Kind =
+  | 'port'
+  | 'count'
+  | 'positive'
+  | 'string'
+  | 'url'
+  | 'token'
+  | 'level'
+  | 'nodes'
+  | 'tiles'
+  | 'text'
+  | 'hostId'
+  | 'hostUrl'
+  | 'region';
 
 /** Kinds for which a variable set to '' means '' (no tiles, no attribution), not "use the default". */
 const EMPTY_IS_A_VALUE: ReadonlySet<Kind> = new Set(['tiles', 'text']);
@@ -94,6 +121,11 @@ const SETTINGS: ReadonlyArray<readonly [keyof Config, string, Kind, number?, num
   ['mapTileUrl', 'CABTRACK_MAP_TILE_URL', 'tiles'],
   ['mapAttribution', 'CABTRACK_MAP_ATTRIBUTION', 'text'],
   ['logLevel', 'CABTRACK_LOG_LEVEL', 'level'],
+  ['hostId', 'CABTRACK_HOST_ID', 'hostId'],
+  ['hostUrl', 'CABTRACK_HOST_URL', 'hostUrl'],
+  ['region', 'CABTRACK_REGION', 'region'],
+  ['liveZoom', 'CABTRACK_LIVE_ZOOM', 'count', 2, MAX_LIVE_ZOOM],
+  ['liveKeyframeMs', 'CABTRACK_LIVE_KEYFRAME_MS', 'count', 500, 60_000],
 ];
 
 const DEFAULTS_FILE = new URL('../config/default.json', import.meta.url);
@@ -114,6 +146,20 @@ export function loadConfig(
   }
   if (out['workers'] === 0) out['workers'] = availableParallelism();
   if (out['httpWorkers'] === 0) out['httpWorkers'] = availableParallelism();
+  if (out['hostId'] !== '') {
+    if (out['redisUrl'] === '' && out['redisCluster'] === '') {
+      throw new ConfigError(
+        'CABTRACK_HOST_ID',
+        'several hosts share their drivers through Redis: set CABTRACK_REDIS_CLUSTER (or CABTRACK_REDIS_URL)',
+      );
+    }
+    if (out['hostUrl'] === '') {
+      throw new ConfigError(
+        'CABTRACK_HOST_URL',
+        'must be set with CABTRACK_HOST_ID: how the other hosts reach this one (http://address:port)',
+      );
+    }
+  }
   if (out['udpPort'] === out['httpPort']) {
     // Not an error for the kernel (UDP and TCP ports are separate), but a sign of a typo.
     throw new ConfigError('CABTRACK_HTTP_PORT', 'must differ from the UDP port');
@@ -169,6 +215,26 @@ function parse(name: string, raw: unknown, kind: Kind, min = 0, max = Number.MAX
     }
     case 'text':
       return text;
+    case 'hostId':
+      if (text !== '' && !/^[A-Za-z0-9._-]{1,64}$/.test(text)) {
+        throw new ConfigError(name, `must be 1-64 of A-Z a-z 0-9 . _ -, got ${JSON.stringify(text)}`);
+      }
+      return text;
+    case 'hostUrl':
+      if (text === '') return '';
+      try {
+        const u = new URL(text);
+        if (!/^https?:$/.test(u.protocol) || u.search !== '' || u.hash !== '') throw new Error('scheme');
+      } catch {
+        throw new ConfigError(name, `must be an http(s)://host:port URL, got ${JSON.stringify(text)}`);
+      }
+      return text.replace(/\/+$/, '');
+    case 'region':
+      try {
+        return parseRegion(text);
+      } catch (err) {
+        throw new ConfigError(name, (err as Error).message);
+      }
     case 'level':
       if (!['debug', 'info', 'warn', 'error'].includes(text)) {
         throw new ConfigError(name, `must be one of debug, info, warn, error, got ${JSON.stringify(text)}`);

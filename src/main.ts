@@ -32,7 +32,11 @@ if (cluster.isPrimary) {
   process.once('SIGINT', () => shutdown('SIGINT'));
 } else if (role === 'http') {
   // The operator token is the primary's (generated there when none is configured).
-  startHttpWorker(config, { operator: config.operatorToken, client: config.clientToken });
+  startHttpWorker(
+    config,
+    { operator: config.operatorToken, client: config.clientToken },
+    process.env['CABTRACK_RUN_DIR'] ?? '',
+  );
 } else {
   startIngestWorker(config, process.env['CABTRACK_RUN_DIR'] ?? '');
 }

@@ -359,6 +359,12 @@ export interface HttpWorkerSources {
   /** Sources dropped and followed again from a snapshot (a broken stream, a gap, a malformed batch). */
   replicaResyncs(): number;
   lag: Buckets;
+  /** Several hosts: the other hosts' live cells in this replica (src/hosts/remote-feed.ts). */
+  live: {
+    crossLag: Buckets;
+    sources(): number;
+    counters: { frames: number; skippedWaiting: number; resyncs: number; stale: number };
+  } | null;
   /** The stream hub's counters (src/stream/hub.ts) and its viewers. */
   stream: {
     viewers(): number;
@@ -470,6 +476,39 @@ export function httpWorkerRegistry(s: HttpWorkerSources): HttpWorkerMetrics {
       this.inc(s.replicaResyncs());
     },
   });
+  if (s.live !== null) {
+    const live = s.live;
+    bucketsHistogram(
+      register,
+      'cabtrack_cross_host_lag_seconds',
+      'From a fix received by its owner on another host to the fix visible to queries here (every replica counted).',
+      live.crossLag,
+    );
+    new Gauge({
+      name: 'cabtrack_live_remote_cells',
+      help: "Other hosts' live cells (host, cell) in the read replica: the fewest of any HTTP worker.",
+      aggregator: 'min',
+      ...opts,
+      collect() {
+        this.set(live.sources());
+      },
+    });
+    new Counter({
+      name: 'cabtrack_live_remote_events_total',
+      help:
+        "The other hosts' batches as the replicas took them: applied; skipped_waiting (a delta before its cell's " +
+        'snapshot); resync (a gap: the cell dropped until its next snapshot); stale (a cell silent too long, dropped).',
+      labelNames: ['event'],
+      ...opts,
+      collect() {
+        this.reset();
+        this.inc({ event: 'applied' }, live.counters.frames - live.counters.skippedWaiting);
+        this.inc({ event: 'skipped_waiting' }, live.counters.skippedWaiting);
+        this.inc({ event: 'resync' }, live.counters.resyncs);
+        this.inc({ event: 'stale' }, live.counters.stale);
+      },
+    });
+  }
   return {
     register,
     httpDuration: new Histogram({
@@ -545,6 +584,121 @@ export function primaryMetrics(
       ...opts,
     }),
   };
+}
+
+/** What a host's link to the others counts (src/hosts/host-link.ts, src/hosts/directory.ts, src/hosts/peers.ts). */
+export interface HostSources {
+  link: {
+    cells: number;
+    subscriptions: number;
+    counters: {
+      published: number;
+      publishedBytes: number;
+      publishErrors: number;
+      received: number;
+      receivedBytes: number;
+      ownReceived: number;
+      relayCutOff: number;
+      redisOps: number;
+    };
+  };
+  directoryOps: Record<string, number>;
+  peers: { calls: number; failures: number };
+  /** Drivers taken over from another host, by how: state (released by a live host), trip (read from Redis: the host was dead or did not answer), none. */
+  takeovers: Record<string, number>;
+}
+
+/** The primary of one of several hosts: the live cells it publishes and follows, the directory's work. */
+export function addHostMetrics(register: Registry, s: HostSources): void {
+  const opts = { registers: [register] };
+  const counter = (name: string, help: string, value: () => number): void => {
+    new Counter({
+      name,
+      help,
+      ...opts,
+      collect() {
+        this.reset();
+        this.inc(value());
+      },
+    });
+  };
+  new Gauge({
+    name: 'cabtrack_live_cells',
+    help: 'Live cells this host has drivers in (each published once a tick when something moved).',
+    ...opts,
+    collect() {
+      this.set(s.link.cells);
+    },
+  });
+  new Gauge({
+    name: 'cabtrack_live_subscriptions',
+    help: 'Live cell channels this host follows (SSUBSCRIBE): the active cells of its region.',
+    ...opts,
+    collect() {
+      this.set(s.link.subscriptions);
+    },
+  });
+  const c = s.link.counters;
+  counter('cabtrack_live_published_total', 'Live cell messages published (SPUBLISH).', () => c.published);
+  counter(
+    'cabtrack_live_published_bytes_total',
+    'Bytes of live cell messages published.',
+    () => c.publishedBytes,
+  );
+  counter(
+    'cabtrack_live_publish_errors_total',
+    'SPUBLISH calls that failed (Redis down or failing over).',
+    () => c.publishErrors,
+  );
+  counter('cabtrack_live_received_total', "Other hosts' live cell messages received.", () => c.received);
+  counter(
+    'cabtrack_live_received_bytes_total',
+    "Bytes of other hosts' live cell messages received.",
+    () => c.receivedBytes,
+  );
+  counter(
+    'cabtrack_live_own_received_total',
+    "This host's own messages Redis sent back (it follows cells it publishes to; skipped).",
+    () => c.ownReceived,
+  );
+  counter(
+    'cabtrack_live_relay_cutoffs_total',
+    'HTTP workers cut off the live relay for falling behind.',
+    () => c.relayCutOff,
+  );
+  new Counter({
+    name: 'cabtrack_redis_host_ops_total',
+    help: 'Redis operations of the multi-host layer, by kind: the directory (claim, renew, drop, lease, lookup) and the live cells (live).',
+    labelNames: ['op'],
+    ...opts,
+    collect() {
+      this.reset();
+      for (const [op, n] of Object.entries(s.directoryOps)) this.inc({ op }, n);
+      this.inc({ op: 'live' }, c.redisOps);
+    },
+  });
+  counter(
+    'cabtrack_peer_calls_total',
+    'Calls to other hosts (handoffs, forwarded operator routes).',
+    () => s.peers.calls,
+  );
+  counter(
+    'cabtrack_peer_call_failures_total',
+    'Calls to other hosts that failed or timed out.',
+    () => s.peers.failures,
+  );
+  new Counter({
+    name: 'cabtrack_host_takeovers_total',
+    help:
+      'Drivers this host took over from another, by what came with them: state (the other host released it), ' +
+      'trip (only the trip, read back from Redis: the host was dead or did not answer), none (neither).',
+    labelNames: ['with'],
+    ...opts,
+    collect() {
+      this.reset();
+      for (const [w, n] of Object.entries(s.takeovers)) this.inc({ with: w }, n);
+    },
+  });
 }
 
 const UDP_TABLES = ['/proc/net/udp', '/proc/net/udp6'];

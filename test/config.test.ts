@@ -136,3 +136,38 @@ t.test(
     t.ok(daemon.logs.some((l) => l.includes('CABTRACK_CLIENT_TOKEN is not set')));
   },
 );
+
+t.test('several hosts: a host id needs Redis and the URL the others reach it at', async (t) => {
+  const single = loadConfig({});
+  t.match(single, { hostId: '', hostUrl: '', region: [], liveZoom: 8, liveKeyframeMs: 5000 });
+  const c = loadConfig({
+    CABTRACK_HOST_ID: 'bcn-1',
+    CABTRACK_HOST_URL: 'http://10.0.0.11:8080/',
+    CABTRACK_REDIS_CLUSTER: '10.0.0.1:7000,10.0.0.1:7001',
+    CABTRACK_REGION: '-9.5,36,3.4,43.8; 170,-10,-170,10',
+    CABTRACK_LIVE_ZOOM: '7',
+  });
+  t.match(c, { hostId: 'bcn-1', hostUrl: 'http://10.0.0.11:8080', liveZoom: 7 });
+  t.same(c.region, [
+    [-9.5, 36, 3.4, 43.8],
+    [170, -10, -170, 10],
+  ]);
+  const bad = (env: Record<string, string>, name: string, message: RegExp): void => {
+    let err: unknown = null;
+    try {
+      loadConfig(env);
+    } catch (e) {
+      err = e;
+    }
+    t.ok(err instanceof ConfigError && err.key === name, `refused, naming ${name}`);
+    t.match((err as Error).message, message);
+  };
+
+  bad({ CABTRACK_HOST_ID: 'a' }, 'CABTRACK_HOST_ID', /REDIS_CLUSTER/);
+  bad({ CABTRACK_HOST_ID: 'a', CABTRACK_REDIS_URL: 'redis://r:6379' }, 'CABTRACK_HOST_URL', /must be set/);
+  bad({ CABTRACK_HOST_ID: 'a b' }, 'CABTRACK_HOST_ID', /A-Z a-z 0-9/);
+  bad({ CABTRACK_HOST_URL: 'redis://x:1' }, 'CABTRACK_HOST_URL', /http\(s\)/);
+  bad({ CABTRACK_REGION: '1,2,3' }, 'CABTRACK_REGION', /minLon,minLat,maxLon,maxLat/);
+  bad({ CABTRACK_REGION: '0,50,10,40' }, 'CABTRACK_REGION', /min first/);
+  bad({ CABTRACK_LIVE_ZOOM: '17' }, 'CABTRACK_LIVE_ZOOM', /from 2 to 16/);
+});

@@ -349,3 +349,32 @@ t.test('activeTrips() reads back exactly the active trips, for a restarted worke
   t.equal(await resumed.get('123'), undefined);
   t.same(await s.get('9001'), { ...trips[1]!, points: 60 }, 'the buffered record first');
 });
+
+t.test("a driver's active trip is found by driver (a host taking over a dead host's driver)", async (t) => {
+  const server = await startRedis(t);
+  const redis = await client(t, server.port);
+  const s = store(t, redis);
+  const first = trip('7001', { driverId: 'dx' });
+  t.equal(await s.activeTripOf('dx'), undefined, 'none before its first write');
+  s.update(first);
+  await s.flush();
+  t.same(await s.activeTripOf('dx'), first, 'its active trip, as written');
+  const later = { ...first, points: 9, lastTime: first.lastTime + 8 };
+  s.update(later);
+  await s.flush();
+  t.same(await s.activeTripOf('dx'), later, 'as of the last flush');
+  s.end(ended(later, 'order_changed'));
+  await s.flush();
+  t.equal(await s.activeTripOf('dx'), undefined, 'an ended trip is not resumed');
+  const next = trip('7002', {
+    driverId: 'dx',
+    startTime: first.startTime + 100,
+    lastTime: first.startTime + 100,
+  });
+  s.update(next);
+  await s.flush();
+  t.same(await s.activeTripOf('dx'), next, 'the next trip');
+  t.equal(await s.activeTripOf('nobody'), undefined);
+  const ttl = await redis.ttl('cabtrack:trip-of:dx');
+  t.ok(ttl > 0, `the pointer expires (${ttl} s)`);
+});

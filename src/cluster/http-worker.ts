@@ -1,8 +1,12 @@
 import cluster from 'node:cluster';
 import { createServer } from 'node:http';
+import { connect as netConnect, type Socket } from 'node:net';
+import { join } from 'node:path';
 import type { Config } from '../config.ts';
 import { HttpError, PeerGoneError, RemoteError, RpcTimeoutError, unavailable } from '../errors.ts';
 import { bboxAround } from '../geo/distance.ts';
+import { LIVE_RELAY_SOCKET } from '../hosts/live-cells.ts';
+import { RemoteFeed } from '../hosts/remote-feed.ts';
 import { type Backend, createApi, JsonText, type Tokens } from '../http/api.ts';
 import { createPages } from '../http/pages.ts';
 import { log } from '../log.ts';
@@ -13,6 +17,7 @@ import {
   REPLICA_LAG_BUCKETS,
   STREAM_LATENCY_BUCKETS,
 } from '../metrics.ts';
+import { FrameReader } from '../replica/batch.ts';
 import { Feeds } from '../replica/feed.ts';
 import { type DriverView, Replica } from '../replica/replica.ts';
 import { cellsForBox, cellsForBoxes } from '../stream/cells.ts';
@@ -30,7 +35,7 @@ import { Rpc } from './rpc.ts';
  * nearest and bbox are answered here, with no call to any other process; the operator routes for one
  * driver, the writes and /metrics go to the primary, which asks the drivers' owners.
  */
-export function startHttpWorker(config: Config, tokens: Tokens): void {
+export function startHttpWorker(config: Config, tokens: Tokens, runDir: string): void {
   const lag = new Buckets(REPLICA_LAG_BUCKETS);
   const replica = new Replica({
     onLag: (ms) => lag.observe(ms / 1000),
@@ -41,6 +46,21 @@ export function startHttpWorker(config: Config, tokens: Tokens): void {
     replica,
     onResync: (source, why) => log.info('replica resynchronising', { source, why }),
   });
+  // Several hosts: the other hosts' drivers too, from the live cells this host's primary relays.
+  const crossLag = new Buckets(REPLICA_LAG_BUCKETS);
+  const remote =
+    config.hostId === ''
+      ? null
+      : followRelay(
+          new RemoteFeed({
+            replica,
+            hostId: config.hostId,
+            // A live cell sends a snapshot every keyframe interval even when nothing moved.
+            staleMs: 3 * config.liveKeyframeMs,
+            onLag: (ms) => crossLag.observe(ms / 1000),
+          }),
+          join(runDir, LIVE_RELAY_SOCKET),
+        );
   // Streams: the cells' frames are built once a second from the replica and shared by every viewer.
   const frames = new CellFrames(replica);
   const hub = new StreamHub({
@@ -54,6 +74,10 @@ export function startHttpWorker(config: Config, tokens: Tokens): void {
     replicaDrivers: () => replica.size,
     replicaResyncs: () => feeds.resyncs,
     lag,
+    live:
+      remote === null
+        ? null
+        : { crossLag, sources: () => remote.feed.sources, counters: remote.feed.counters },
     stream: {
       viewers: () => hub.viewers,
       backlogBytes: () => hub.backlogBytes(),
@@ -65,6 +89,10 @@ export function startHttpWorker(config: Config, tokens: Tokens): void {
     { send: (m) => process.send!(m), connected: () => process.connected === true },
     {
       feeds: (sources) => feeds.set(sources),
+      hostGone: (host) => {
+        const n = remote?.feed.dropHost(host) ?? 0;
+        if (n > 0) log.info('a host is gone: its cells left the replica', { host, cells: n });
+      },
       metrics: () => metrics.register.getMetricsAsJSON(),
     },
     { timeoutMs: config.queryTimeoutMs + 1000, peer: 'primary' },
@@ -106,7 +134,9 @@ export function startHttpWorker(config: Config, tokens: Tokens): void {
         const slot = slots[i]!;
         drivers[i] = { ...replica.view(slot), distance: Math.round(distances[i]! * 10) / 10 };
         const owner = replica.owner(slot);
-        if (owner !== null) owners.set(owner.source, [...(owners.get(owner.source) ?? []), drivers[i]!.id]);
+        // Another host's driver (its owner is a live cell, not a worker here) gets a straight path.
+        if (owner !== null && owner.host === '')
+          owners.set(owner.source, [...(owners.get(owner.source) ?? []), drivers[i]!.id]);
       }
       if (n === 0) return drivers;
       // Paths only for the k that made the cut, each from the worker that owns the driver, in parallel.
@@ -128,9 +158,10 @@ export function startHttpWorker(config: Config, tokens: Tokens): void {
     async bbox([minLon, minLat, maxLon, maxLat], after, limit) {
       return replica.within(minLon, minLat, maxLon, maxLat, after, limit + 1).map((s) => replica.view(s));
     },
-    driver: (id) => ask(rpc.call('driver', id)),
-    cab: (cab) => ask(rpc.call('cab', cab)),
-    trip: (orderId) => ask(rpc.call('trip', orderId)),
+    driver: (id, hop) => ask(rpc.call('driver', id, hop)),
+    cab: (cab, hop) => ask(rpc.call('cab', cab, hop)),
+    trip: (orderId, hop) => ask(rpc.call('trip', orderId, hop)),
+    handOver: (id, to) => ask(rpc.call('handOver', id, to)),
     putSession: (hi, lo, driverId, cab) => ask(rpc.call('putSession', hi, lo, driverId, cab)),
     deleteSession: (hi, lo) => ask(rpc.call('deleteSession', hi, lo)),
     deleteDriver: (id) => ask(rpc.call('deleteDriver', id)),
@@ -139,8 +170,11 @@ export function startHttpWorker(config: Config, tokens: Tokens): void {
       return { contentType: metricsContentType, body: await ask(rpc.call('metrics')) };
     },
     health() {
-      // Alive: this process answers. `workers`: the ingest workers whose batches it follows.
-      return { ok: true, detail: { workers: feeds.size } };
+      // Alive: this process answers. `workers`: the ingest workers whose batches it follows; with
+      // several hosts, `remoteCells`: the other hosts' live cells it has.
+      const detail: Record<string, unknown> = { workers: feeds.size };
+      if (remote !== null) detail['remoteCells'] = remote.feed.sources;
+      return { ok: true, detail };
     },
     async ready() {
       const r = await ask(rpc.call('readiness'));
@@ -187,7 +221,7 @@ export function startHttpWorker(config: Config, tokens: Tokens): void {
     const byOwner = new Map<number, Map<string, number>>();
     for (const slot of moved) {
       const owner = replica.owner(slot);
-      if (owner === null) continue;
+      if (owner === null || owner.host !== '') continue;
       let ids = byOwner.get(owner.source);
       if (ids === undefined) {
         ids = new Map();
@@ -252,10 +286,53 @@ export function startHttpWorker(config: Config, tokens: Tokens): void {
     server.close();
     server.closeAllConnections();
     feeds.close();
+    remote?.close();
     rpc.close();
     process.exit(0);
   };
   process.on('SIGTERM', stop);
   process.on('disconnect', stop);
   log.debug('http worker started', { id: cluster.worker?.id });
+}
+
+/**
+ * Follows the primary's live relay (src/hosts/host-link.ts): every message of the other hosts' live
+ * cells, applied by the RemoteFeed. A relay that breaks (the primary cut this reader off for falling
+ * behind) drops every remote source: they come back at their cells' next snapshots.
+ */
+function followRelay(feed: RemoteFeed, path: string): { feed: RemoteFeed; close(): void } {
+  let socket: Socket | null = null;
+  let retry: NodeJS.Timeout | null = null;
+  let closed = false;
+  const open = (): void => {
+    if (closed) return;
+    const sock = netConnect(path);
+    socket = sock;
+    const reader = new FrameReader((frame) => feed.frame(frame, Date.now()));
+    sock.on('data', (chunk: Buffer) => {
+      try {
+        reader.push(chunk);
+      } catch {
+        sock.destroy();
+      }
+    });
+    sock.on('error', () => {});
+    sock.on('close', () => {
+      feed.dropAll();
+      if (socket === sock) socket = null;
+      if (!closed) retry = setTimeout(open, 500);
+    });
+  };
+  open();
+  const sweep = setInterval(() => feed.sweep(Date.now()), 1000);
+  sweep.unref();
+  return {
+    feed,
+    close() {
+      closed = true;
+      clearInterval(sweep);
+      if (retry !== null) clearTimeout(retry);
+      socket?.destroy();
+    },
+  };
 }

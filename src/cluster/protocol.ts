@@ -90,6 +90,8 @@ export interface HttpApi {
   [method: string]: (...args: any[]) => unknown;
   /** The ingest workers to follow (all of them, each time the set changes). One-way. */
   feeds(sources: FeedSource[]): void;
+  /** Several hosts: that host lost its lease (killed); its live cells leave the replica. One-way. */
+  hostGone(host: string): void;
   metrics(): Promise<MetricsJson>;
 }
 
@@ -102,9 +104,12 @@ export interface Readiness {
 export interface PrimaryForHttp {
   [method: string]: (...args: any[]) => unknown;
   hello(): void;
-  driver(id: string): Promise<DriverDetail | null>;
-  cab(cab: string): Promise<DriverDetail | null>;
-  trip(orderId: string): Promise<TripRecord | null>;
+  /** `hop`: asked by another host, so answered from this host alone (src/hosts/peers.ts). */
+  driver(id: string, hop: boolean): Promise<DriverDetail | null>;
+  cab(cab: string, hop: boolean): Promise<DriverDetail | null>;
+  trip(orderId: string, hop: boolean): Promise<TripRecord | null>;
+  /** Host `to` took the driver over in the directory: let it go, and give its state. */
+  handOver(id: string, to: string): Promise<DriverState | null>;
   /** Paths of drivers owned by one ingest worker. */
   paths(source: number, ids: string[], deadlineMs: number): Promise<Record<string, DriverPath>>;
   putSession(hi: number, lo: number, driverId: string, cab: string): Promise<boolean>;

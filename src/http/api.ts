@@ -2,6 +2,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parseOrderId, parseSessionHex } from '../codec/session.ts';
 import { badParam, HttpError, notFound } from '../errors.ts';
+import { HOP_HEADER } from '../hosts/peers.ts';
 import { log } from '../log.ts';
 import type { DriverView } from '../replica/replica.ts';
 import type { TripRecord } from '../store/driver.ts';
@@ -35,9 +36,18 @@ export interface Backend {
     path: boolean,
   ): Promise<Array<DriverView & { distance: number }> | JsonText>;
   bbox(box: [number, number, number, number], after: string, limit: number): Promise<DriverView[]>;
-  driver(id: string): Promise<unknown>;
-  cab(cab: string): Promise<unknown>;
-  trip(orderId: string): Promise<TripRecord | null>;
+  /**
+   * The operator routes for one driver. `hop`: the request came from another host (src/hosts/peers.ts),
+   * so it is answered from this host alone, never forwarded again.
+   */
+  driver(id: string, hop: boolean): Promise<unknown>;
+  cab(cab: string, hop: boolean): Promise<unknown>;
+  trip(orderId: string, hop: boolean): Promise<TripRecord | null>;
+  /**
+   * Another host takes the driver over (its fixes now reach that host): this host lets it go and gives
+   * its state (position, ring, trip), or null when it does not have it. Hosts only (POST /internal/v1/handoff).
+   */
+  handOver(id: string, to: string): Promise<unknown>;
   /** True when the session was new. */
   putSession(hi: number, lo: number, driverId: string, cab: string): Promise<boolean>;
   deleteSession(hi: number, lo: number): Promise<boolean>;
@@ -64,6 +74,9 @@ export type StreamView =
 
 /** The route took the response over (a stream): nothing more to send. */
 const TAKEN = Symbol('taken');
+
+/** A host id (CABTRACK_HOST_ID), as the hop header carries it. */
+const HOST_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 export interface Tokens {
   operator: string;
@@ -227,6 +240,17 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
       const next = more ? encodeCursor(drivers[drivers.length - 1]!.id) : null;
       return ['bbox', { drivers, next }, 200];
     }
+    if (seg.length === 5 && seg[1] === 'internal' && seg[2] === 'v1' && seg[3] === 'handoff') {
+      allow(method, ['POST']);
+      authorize(req, 'operator');
+      const id = p.id(seg[4]!, 'id');
+      const to = hopOf(req);
+      if (to === null) {
+        throw new HttpError(400, 'bad_request', `only cabtrack hosts call this route (with ${HOP_HEADER})`);
+      }
+      req.resume();
+      return ['handoff', { state: await backend.handOver(id, to) }, 200];
+    }
     if (seg.length === 4 && seg[1] === 'v1' && seg[2] === 'drivers') {
       allow(method, ['GET', 'DELETE']);
       authorize(req, 'operator');
@@ -235,7 +259,7 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
         if (!(await backend.deleteDriver(id))) throw notFound(`driver ${id}`);
         return ['driver', null, 204];
       }
-      const d = await backend.driver(id);
+      const d = await backend.driver(id, hopOf(req) !== null);
       if (d === null) throw notFound(`driver ${id}`);
       return ['driver', d, 200];
     }
@@ -247,7 +271,7 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
         if (!(await backend.deleteCab(cab))) throw notFound(`cab ${cab}`);
         return ['cab', null, 204];
       }
-      const d = await backend.cab(cab);
+      const d = await backend.cab(cab, hopOf(req) !== null);
       if (d === null) throw notFound(`cab ${cab}`);
       return ['cab', d, 200];
     }
@@ -257,7 +281,7 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
       const raw = seg[3]!;
       if (parseOrderId(raw) === undefined)
         throw badParam('orderId', 'must be a decimal order id from 1 to 2^64-1');
-      const trip = await backend.trip(raw.replace(/^0+/, ''));
+      const trip = await backend.trip(raw.replace(/^0+/, ''), hopOf(req) !== null);
       if (trip === null) throw notFound(`trip ${raw}`);
       return ['trip', trip, 200];
     }
@@ -344,6 +368,12 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
 /** A request target for the logs: a stream token in it is replaced (no token in any log). */
 export function redact(url: string | undefined): string {
   return (url ?? '').replace(/([?&]token=)[^&#]*/g, '$1[redacted]');
+}
+
+/** The host a request came from (src/hosts/peers.ts), or null when it came from a client or an operator. */
+function hopOf(req: IncomingMessage): string | null {
+  const h = req.headers[HOP_HEADER];
+  return typeof h === 'string' && HOST_ID.test(h) ? h : null;
 }
 
 function allow(method: string, methods: string[]): void {

@@ -1,3 +1,4 @@
+import { HOP_HEADER } from '../hosts/peers.ts';
 import {
   CURSOR_PATTERN,
   DEFAULT_BBOX_LIMIT,
@@ -493,6 +494,30 @@ export const openApiDocument = {
         },
       },
     },
+    '/internal/v1/handoff/{id}': {
+      parameters: [idParam('id', 'The driver id')],
+      post: {
+        operationId: 'handOver',
+        summary: 'Another cabtrack host takes the driver over: this host lets it go and answers its state',
+        description:
+          'Called by the host whose directory claim (Redis, `cabtrack:owner:<id>`) took the driver from this ' +
+          `one, with the \`${HOP_HEADER}\` header naming it; not for clients or operators. No body.`,
+        security: OPERATOR,
+        responses: {
+          '200': {
+            description: 'Released: its state, or null when this host did not have the driver.',
+            content: json({
+              type: 'object',
+              required: ['state'],
+              properties: { state: { oneOf: [ref('DriverState'), { type: 'null' }] } },
+              additionalProperties: false,
+            }),
+          },
+          ...operatorErrors,
+          '503': response('Unavailable'),
+        },
+      },
+    },
     '/v1/sessions/{session}': {
       parameters: [sessionParam],
       put: {
@@ -797,6 +822,73 @@ export const openApiDocument = {
           trip: { oneOf: [ref('Trip'), { type: 'null' }], description: 'The trip in progress.' },
         },
         unevaluatedProperties: false,
+      },
+      DriverState: {
+        type: 'object',
+        description:
+          'What a driver carries between hosts (and between workers): position, recent points as ' +
+          '(latE6, lonE6, time) triples oldest first, session and its trip.',
+        required: [
+          'id',
+          'cab',
+          'sessionHi',
+          'sessionLo',
+          'latE6',
+          'lonE6',
+          'time',
+          'speed',
+          'bearing',
+          'orderHi',
+          'orderLo',
+          'cost',
+          'points',
+          'trip',
+        ],
+        properties: {
+          id: ref('Id'),
+          cab: ref('Id'),
+          sessionHi: UINT32,
+          sessionLo: UINT32,
+          latE6: { type: 'integer', minimum: -90_000_000, maximum: 90_000_000 },
+          lonE6: { type: 'integer', minimum: -180_000_000, maximum: 180_000_000 },
+          time: UNIX_S,
+          speed: UINT32,
+          bearing: UINT32,
+          orderHi: UINT32,
+          orderLo: UINT32,
+          cost: UINT32,
+          points: { type: 'array', items: { type: 'integer' } },
+          trip: {
+            oneOf: [
+              { type: 'null' },
+              {
+                type: 'object',
+                required: [
+                  'orderId',
+                  'orderHi',
+                  'orderLo',
+                  'cost',
+                  'distanceM',
+                  'startTime',
+                  'lastTime',
+                  'points',
+                ],
+                properties: {
+                  orderId: ref('OrderId'),
+                  orderHi: UINT32,
+                  orderLo: UINT32,
+                  cost: UINT32,
+                  distanceM: { type: 'number', minimum: 0 },
+                  startTime: UNIX_S,
+                  lastTime: UNIX_S,
+                  points: { type: 'integer', minimum: 0 },
+                },
+                additionalProperties: false,
+              },
+            ],
+          },
+        },
+        additionalProperties: false,
       },
       Trip: {
         type: 'object',

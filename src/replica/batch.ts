@@ -75,10 +75,15 @@ export interface BatchHeader {
  * returned by finish() is a view of the writer's own, valid until the next begin().
  */
 export class BatchWriter {
-  #buf = Buffer.allocUnsafe(64 * 1024);
+  #buf: Buffer;
   #at = 0;
   #records = 0;
   #sentMs = 0;
+
+  /** `initialBytes`: the buffer's first size (it doubles as needed): small for the many cells of src/hosts. */
+  constructor(initialBytes = 64 * 1024) {
+    this.#buf = Buffer.allocUnsafe(initialBytes);
+  }
 
   /** Starts a batch; `host` is the publishing host's id (ASCII, at most 255 bytes; '' on one host). */
   begin(kind: number, source: number, seq: number, sentMs: number, host = ''): void {

@@ -101,6 +101,8 @@ export class Replica {
   readonly #sources = new Map<string, Source>();
   readonly #byIndex: Array<Source | undefined> = [];
   readonly #onLag: (ms: number) => void;
+  /** Where the batch being applied reports its lag (the options' onLag, or the caller's). */
+  #lag: (ms: number) => void = () => {};
   /** The source and clock of the batch being applied (the visitor's context). */
   #src!: Source;
   #nowMs = 0;
@@ -147,8 +149,9 @@ export class Replica {
    * does not follow the source's previous one (a gap): the caller must then resynchronise the source
    * (drop it and ask for a snapshot). Returns the batch's header.
    */
-  apply(frame: Uint8Array, nowMs: number): BatchHeader {
+  apply(frame: Uint8Array, nowMs: number, onLag: (ms: number) => void = this.#onLag): BatchHeader {
     this.#expireHandoffs(nowMs);
+    this.#lag = onLag;
     const h = readHeader(frame);
     const key = `${h.host}/${h.source}`;
     let src = this.#sources.get(key);
@@ -461,7 +464,7 @@ export class Replica {
     this.#bearing[slot] = bearing;
     this.#flags[slot] = PLACED | (free ? FREE : 0);
     this.#index.set(slot, latE6, lonE6);
-    if (this.#measure) this.#onLag(this.#nowMs - receivedMs);
+    if (this.#measure) this.#lag(this.#nowMs - receivedMs);
   }
 
   #left(src: Source, key: number, reason: number): void {

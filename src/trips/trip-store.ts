@@ -10,6 +10,9 @@ import type { TripEnd, TripRecord } from '../store/driver.ts';
  *                                (empty while active); no expiry while active, finishedTtlS (7 days)
  *                                once ended
  *   cabtrack:trips:active        set of the order ids of active trips: what activeTrips() reads back
+ *   cabtrack:trip-of:<driverId>  string, the order id of the driver's latest trip, finishedTtlS: written
+ *                                with a trip's first write, so another host that takes over a driver
+ *                                whose host died finds its trip (activeTripOf) without reading them all
  *   cabtrack:trips               stream: one entry per finished trip, appended exactly once
  *   cabtrack:streamed:{cabtrack:trips}:<orderId>:<startTime>
  *                                string, the stream entry id of that trip's record, finishedTtlS:
@@ -53,6 +56,7 @@ import type { TripEnd, TripRecord } from '../store/driver.ts';
 export const TRIP_KEY_PREFIX = 'cabtrack:trip:';
 export const ACTIVE_TRIPS_KEY = 'cabtrack:trips:active';
 export const TRIP_STREAM = 'cabtrack:trips';
+export const TRIP_OF_PREFIX = 'cabtrack:trip-of:';
 const MARKER_PREFIX = `cabtrack:streamed:{${TRIP_STREAM}}:`;
 
 export function tripKey(orderId: string): string {
@@ -113,7 +117,7 @@ function positiveInteger(options: TripStoreOptions, name: keyof TripStoreOptions
 }
 
 /** The kinds of command a flush sends for a record. */
-const Op = { hset: 0, persist: 1, index: 2, expire: 3, unindex: 4, append: 5 } as const;
+const Op = { hset: 0, persist: 1, index: 2, expire: 3, unindex: 4, append: 5, pointer: 6 } as const;
 type OpKind = (typeof Op)[keyof typeof Op];
 
 interface AppendCommand {
@@ -269,6 +273,17 @@ export class TripStore implements TripSink {
     return records.filter((r): r is TripRecord => r?.active === true);
   }
 
+  /**
+   * The driver's active trip in Redis, if it has one (as of its last flush, at most a second behind): for
+   * a host taking over a driver whose host died. Rejects when Redis cannot be read.
+   */
+  async activeTripOf(driverId: string): Promise<TripRecord | undefined> {
+    const orderId = await this.#redis.get(TRIP_OF_PREFIX + driverId);
+    if (orderId === null) return undefined;
+    const r = parseTrip(await this.#redis.hgetall(tripKey(orderId)));
+    return r?.active === true && r.driverId === driverId ? r : undefined;
+  }
+
   /** A trip by order id: a record still waiting to be written, else the one in Redis. */
   async get(orderId: string): Promise<TripRecord | undefined> {
     const dirty = this.#dirty.get(orderId);
@@ -316,6 +331,7 @@ export class TripStore implements TripSink {
           // A reused order id's hash may still carry the finished trip's expiry.
           add(i, Op.persist, key);
           add(i, Op.index, ACTIVE_TRIPS_KEY);
+          add(i, Op.pointer, TRIP_OF_PREFIX + r.driverId);
         }
       } else {
         add(i, Op.expire, key);
@@ -408,6 +424,9 @@ export class TripStore implements TripSink {
         break;
       case Op.unindex:
         p.srem(key, r.orderId);
+        break;
+      case Op.pointer:
+        p.set(key, r.orderId, 'EX', this.#finishedTtlS);
         break;
       case Op.append:
         (p as unknown as AppendCommand)[APPEND_COMMAND](

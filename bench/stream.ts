@@ -1,0 +1,210 @@
+/**
+ * Question: what does a live stream of the cars in a rider's view cost, against the same riders
+ * polling nearest once a second (what the stream replaces)? 100k drivers at one fix a second (100k
+ * datagrams/s, about half the cluster's zero-loss rate here), and 10,000 riders with random ~1 km views
+ * where the drivers are (the seeded city's hotspots), from a load-generator process:
+ *
+ * - streams: every rider holds GET /v1/stream/nearby?radius=1000 open (raw sockets, counted, not parsed);
+ * - polls: every rider asks GET /v1/drivers/nearest?radius=1000&k=100 once a second (k=100, the API's
+ *   most: the poll closest to "the cars in my view"), the same points;
+ * - baseline: the ingest alone, no riders.
+ *
+ * Per rider-second: the daemon's CPU (all its processes, /proc) over the measured window minus the
+ * baseline's, divided by riders x seconds; and the bytes the riders received. Also the stream's latency
+ * (cabtrack_stream_latency_seconds: a fix received by its ingest worker to the frame carrying it leaving
+ * the HTTP worker) and what the ingest lost meanwhile.
+ *
+ *   node bench/stream.ts [--quick]      Result: bench/results/stream.json
+ */
+import { availableParallelism } from 'node:os';
+import { Prng } from '../test/support/prng.ts';
+import {
+  CLIENT,
+  daemonPids,
+  fleetStartTime,
+  ingestCounts,
+  registerFleet,
+  sleep,
+  startCabtrack,
+  waitDrivers,
+} from './support/cabtrack.ts';
+import { City } from './support/fleet.ts';
+import { cpuMs, udpQueue } from './support/proc.ts';
+import { QUICK, say, writeResult } from './support/report.ts';
+import { Sender } from './support/sender.ts';
+import { Viewers, type ViewersResult } from './support/viewers.ts';
+
+const SEED = 0x57e;
+const DRIVERS = QUICK ? 20_000 : 100_000;
+const RIDERS = QUICK ? 2000 : 10_000;
+const SECONDS = QUICK ? 5 : 10;
+const RADIUS = 1000;
+const workers = availableParallelism();
+
+function histogram(text: string, name: string): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  const re = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)$`);
+  for (const line of text.split('\n')) {
+    const m = re.exec(line);
+    if (m !== null) out.push([m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2])]);
+  }
+  return out.sort((a, b) => a[0] - b[0]);
+}
+
+function quantile(before: Array<[number, number]>, after: Array<[number, number]>, q: number): number | null {
+  const total = (after.at(-1)?.[1] ?? 0) - (before.at(-1)?.[1] ?? 0);
+  if (total <= 0) return null;
+  let prevBound = 0;
+  let prevCount = 0;
+  for (let i = 0; i < after.length; i++) {
+    const [bound, cum] = after[i]!;
+    const c = cum - (before[i]?.[1] ?? 0);
+    if (c >= q * total) {
+      if (bound === Number.POSITIVE_INFINITY) return prevBound;
+      return prevBound + ((bound - prevBound) * (q * total - prevCount)) / Math.max(1, c - prevCount);
+    }
+    prevBound = bound;
+    prevCount = c;
+  }
+  return null;
+}
+
+const city = new City(SEED);
+const rnd = new Prng(SEED ^ 0x7);
+const points: number[] = [];
+for (let i = 0; i < RIDERS; i++) points.push(...city.point(rnd));
+
+const daemon = await startCabtrack(workers, { CABTRACK_STREAM_MAX_VIEWERS: String(RIDERS) });
+const sender = await Sender.start({ drivers: DRIVERS, seed: SEED, startTime: fleetStartTime(), sockets: 32 });
+const viewers = new Viewers();
+const daemonCpu = (): number => {
+  const p = daemonPids(daemon);
+  return [p.primary, ...p.workers].reduce((n, pid) => n + cpuMs(pid), 0);
+};
+const metrics = async (): Promise<string> => (await fetch(`${daemon.url}/metrics`)).text();
+
+interface Phase {
+  name: string;
+  cpuMs: number;
+  seconds: number;
+  ingest: { sent: number; accepted: number; lost: number; kernelDrops: number };
+  riders: ViewersResult | null;
+  latencyP50Ms: number | null;
+  latencyP99Ms: number | null;
+}
+
+/** One phase: the fleet sends at one fix a second while `riders` (or nothing) runs. */
+async function phase(
+  name: string,
+  riders: ((mark: (e: 'start' | 'end') => void) => Promise<ViewersResult>) | null,
+): Promise<Phase> {
+  const before = await ingestCounts(daemon);
+  const drops0 = udpQueue(daemon.udpPort).drops;
+  const lat0 = histogram(await metrics(), 'cabtrack_stream_latency_seconds');
+  const sending = sender.run(daemon.udpPort, DRIVERS, DRIVERS * (SECONDS + 12), SECONDS + 12);
+  let cpu0 = 0;
+  let cpu1 = 0;
+  let t0 = 0;
+  let t1 = 0;
+  let lat1: Array<[number, number]> = [];
+  let r: ViewersResult | null = null;
+  if (riders === null) {
+    await sleep(2000);
+    cpu0 = daemonCpu();
+    t0 = performance.now();
+    await sleep(SECONDS * 1000);
+    cpu1 = daemonCpu();
+    t1 = performance.now();
+  } else {
+    r = await riders((edge) => {
+      if (edge === 'start') {
+        cpu0 = daemonCpu();
+        t0 = performance.now();
+      } else {
+        cpu1 = daemonCpu();
+        t1 = performance.now();
+        void metrics().then((m) => {
+          lat1 = histogram(m, 'cabtrack_stream_latency_seconds');
+        });
+      }
+    });
+  }
+  const s = await sending;
+  await sleep(500);
+  const after = await ingestCounts(daemon);
+  if (lat1.length === 0) lat1 = histogram(await metrics(), 'cabtrack_stream_latency_seconds');
+  const ms = (x: number | null): number | null => (x === null ? null : Math.round(x * 1000));
+  const p: Phase = {
+    name,
+    cpuMs: cpu1 - cpu0,
+    seconds: (t1 - t0) / 1000,
+    ingest: {
+      sent: s.sent,
+      accepted: after.accepted - before.accepted,
+      lost: s.sent - (after.accepted - before.accepted),
+      kernelDrops: udpQueue(daemon.udpPort).drops - drops0,
+    },
+    riders: r,
+    latencyP50Ms: name === 'streams' ? ms(quantile(lat0, lat1, 0.5)) : null,
+    latencyP99Ms: name === 'streams' ? ms(quantile(lat0, lat1, 0.99)) : null,
+  };
+  say(JSON.stringify(p));
+  return p;
+}
+
+try {
+  const reg = await registerFleet(daemon, SEED, 0, DRIVERS);
+  say(`registered ${reg.registered} in ${reg.seconds.toFixed(1)} s`);
+  await sender.run(daemon.udpPort, 50_000, DRIVERS);
+  await waitDrivers(daemon, DRIVERS, 30_000);
+  const base = await phase('baseline', null);
+  const streams = await phase('streams', (mark) =>
+    viewers.run(
+      {
+        t: 'stream',
+        port: daemon.httpPort,
+        token: CLIENT,
+        points,
+        radius: RADIUS,
+        seconds: SECONDS,
+        rampPerSecond: 2000,
+      },
+      mark,
+    ),
+  );
+  const polls = await phase('polls', (mark) =>
+    viewers.run(
+      { t: 'poll', port: daemon.httpPort, token: CLIENT, points, radius: RADIUS, k: 100, seconds: SECONDS },
+      mark,
+    ),
+  );
+  const perRiderSecond = (p: Phase): { cpuUs: number; bytes: number } => {
+    const extra = p.cpuMs - (base.cpuMs / base.seconds) * p.seconds;
+    const riderSeconds = RIDERS * p.seconds;
+    return {
+      cpuUs: Math.round(((extra * 1000) / riderSeconds) * 10) / 10,
+      bytes: Math.round((p.riders?.bytes ?? 0) / ((p.riders?.seconds ?? p.seconds) * RIDERS)),
+    };
+  };
+  const s = perRiderSecond(streams);
+  const q = perRiderSecond(polls);
+  writeResult(
+    'stream',
+    'live streams against polling nearest once a second: CPU and bytes per rider-second',
+    {
+      drivers: DRIVERS,
+      riders: RIDERS,
+      workers,
+      radiusM: RADIUS,
+      seconds: SECONDS,
+      phases: [base, streams, polls],
+      perRiderSecond: { stream: s, poll: q },
+      cpuRatio: Math.round((q.cpuUs / Math.max(0.01, s.cpuUs)) * 100) / 100,
+    },
+  );
+  say(`per rider-second: stream ${JSON.stringify(s)}, poll ${JSON.stringify(q)}`);
+} finally {
+  viewers.stop();
+  sender.stop();
+  await daemon.stop();
+}
