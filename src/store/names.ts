@@ -1,21 +1,29 @@
 /**
- * The ids and cabs of a replica's drivers, by slot, with a lookup of the slot by id: no string object
- * per driver. Each slot's names are one record in a byte arena,
+ * The ids and cabs of a store's drivers, by slot, with a lookup of the slot by id (and, optionally, of
+ * the slots by cab): no string object per driver. Used by the read replicas (src/replica/replica.ts)
+ * and the ingest workers' shards (src/store/shard.ts). Each slot's names are one record in a byte arena,
  *
  *   record   u8 idLen | id bytes | u8 cabLen | cab bytes      (ASCII: the API allows A-Z a-z 0-9 . _ : -)
  *
  * and ids are found through an open-addressing table of slot numbers (linear probing, backward-shift
- * deletion, at most half full), hashed with FNV-1a. About 22 bytes of arena and 8 of table a driver
- * for ids like `drv-123456`, where a JS string for each of the two names and a Map entry would take
- * about 100 (issue 10's budget for a whole replica is 96 B a driver at 1M).
+ * deletion, at most half full), hashed with FNV-1a; cabs likewise, in a second table that may hold
+ * several slots with the same cab (two drivers logged in with one cab). About 22 bytes of arena and 8 of
+ * table a driver for ids like `drv-123456`, where a JS string for each of the two names and a Map entry
+ * would take about 100 (issue 10's budget for a whole replica is 96 B a driver at 1M).
  *
- * Names arrive as bytes of a batch and are copied as bytes: loading a million-driver snapshot makes no
- * string. Strings are made only when a driver is shown (a query's results), and ids are compared as
- * bytes for the operators' paging by id. Zero is the empty value in every array (offsets start at 1,
- * the table holds slot + 1), so a grown array needs no fill and never-used capacity is never touched,
- * and so never resident. Freed records leave holes; the arena is compacted when they are half of it.
+ * Names arrive as bytes of a batch in a replica and are copied as bytes: loading a million-driver
+ * snapshot makes no string. Strings are made only when a driver is shown (a query's results), and ids
+ * are compared as bytes for the operators' paging by id. Zero is the empty value in every array (offsets
+ * start at 1, the tables hold slot + 1), so a grown array needs no fill and never-used capacity is never
+ * touched, and so never resident. Freed records leave holes; the arena is compacted when they are half
+ * of it.
  */
 const NONE = -1;
+
+export interface NamesOptions {
+  /** Keep an index of slots by cab (the shard's GET /v1/cabs/{cab}); the replicas need none. */
+  byCab?: boolean;
+}
 
 export class Names {
   #arena = Buffer.allocUnsafeSlow(64 * 1024);
@@ -24,9 +32,17 @@ export class Names {
   #holes = 0;
   /** Per slot: the record's offset in the arena, 0 for none. */
   #at = new Int32Array(1024);
-  /** Open addressing: slot + 1, 0 for a free place. */
-  #table = new Int32Array(2048);
+  /** Open addressing by id: slot + 1, 0 for a free place. */
+  #table: Int32Array = new Int32Array(2048);
+  /** Open addressing by cab (null without the option): slot + 1, 0 for a free place; cabs may repeat. */
+  #cabs: Int32Array | null;
   #size = 0;
+  /** Scratch for ids and cabs given as strings: written here as bytes first. */
+  #scratch = Buffer.allocUnsafeSlow(512);
+
+  constructor(options: NamesOptions = {}) {
+    this.#cabs = options.byCab === true ? new Int32Array(2048) : null;
+  }
 
   get size(): number {
     return this.#size;
@@ -34,7 +50,9 @@ export class Names {
 
   /** Bytes of typed arrays held (for memory accounting). */
   get byteLength(): number {
-    return this.#arena.byteLength + this.#at.byteLength + this.#table.byteLength;
+    return (
+      this.#arena.byteLength + this.#at.byteLength + this.#table.byteLength + (this.#cabs?.byteLength ?? 0)
+    );
   }
 
   /** The slot holding this id, or -1. */
@@ -43,7 +61,7 @@ export class Names {
     for (let i = hashString(id) & mask; ; i = (i + 1) & mask) {
       const e = this.#table[i]!;
       if (e === 0) return NONE;
-      if (this.#idEquals(e - 1, id)) return e - 1;
+      if (this.#textAt(this.#at[e - 1]!, id)) return e - 1;
     }
   }
 
@@ -57,6 +75,18 @@ export class Names {
     }
   }
 
+  /** Calls visit(slot) for every slot whose cab is `cab` (needs the byCab option). */
+  forCab(cab: string, visit: (slot: number) => void): void {
+    const cabs = this.#cabs;
+    if (cabs === null) throw new Error('Names: no index by cab (the byCab option)');
+    const mask = cabs.length - 1;
+    for (let i = hashString(cab) & mask; ; i = (i + 1) & mask) {
+      const e = cabs[i]!;
+      if (e === 0) return;
+      if (this.#textAt(this.#cabAt(e - 1), cab)) visit(e - 1);
+    }
+  }
+
   /**
    * Gives the slot the id in bytes[idAt, +idLen) and the cab in bytes[cabAt, +cabLen) (a new slot: the
    * id must not be held by another).
@@ -64,48 +94,52 @@ export class Names {
   set(slot: number, bytes: Uint8Array, idAt: number, idLen: number, cabAt: number, cabLen: number): void {
     if (slot >= this.#at.length) this.#growSlots(slot + 1);
     if (this.#at[slot] !== 0) this.delete(slot);
-    if ((this.#size + 1) * 2 > this.#table.length) this.#rehash(this.#table.length * 2);
+    if ((this.#size + 1) * 2 > this.#table.length) this.#table = this.#rehash(this.#table.length * 2, false);
+    if (this.#cabs !== null && (this.#size + 1) * 2 > this.#cabs.length) {
+      this.#cabs = this.#rehash(this.#cabs.length * 2, true);
+    }
     this.#at[slot] = this.#write(bytes, idAt, idLen, cabAt, cabLen, bytes);
-    const mask = this.#table.length - 1;
-    let i = hashBytes(bytes, idAt, idLen) & mask;
-    while (this.#table[i] !== 0) i = (i + 1) & mask;
-    this.#table[i] = slot + 1;
+    insert(this.#table, hashBytes(bytes, idAt, idLen), slot);
+    if (this.#cabs !== null) insert(this.#cabs, hashBytes(bytes, cabAt, cabLen), slot);
     this.#size++;
+  }
+
+  /** set() with the id and cab as strings (ASCII, at most 255 characters each). */
+  setText(slot: number, id: string, cab: string): void {
+    const b = this.#scratch;
+    const idLen = b.write(id, 0, 'latin1');
+    const cabLen = b.write(cab, idLen, 'latin1');
+    this.set(slot, b, 0, idLen, idLen, cabLen);
   }
 
   /** Whether the slot's cab is bytes[at, at + len). */
   cabIs(slot: number, bytes: Uint8Array, at: number, len: number): boolean {
-    const p = this.#at[slot]!;
-    return this.#equalsAt(p + 1 + this.#arena[p]!, bytes, at, len);
+    return this.#equalsAt(this.#cabAt(slot), bytes, at, len);
   }
 
   /** A new cab for the slot's id (a driver logged in with another cab). */
   setCab(slot: number, bytes: Uint8Array, cabAt: number, cabLen: number): void {
     const old = this.#at[slot]!;
+    if (this.#cabs !== null) this.#unindex(this.#cabs, this.#hashAt(this.#cabAt(slot)), slot, true);
     // The id is copied out first: writing may compact the arena and move it.
     const id = Buffer.from(this.#arena.subarray(old + 1, old + 1 + this.#arena[old]!));
     this.#holes += this.#recordBytes(old);
     this.#at[slot] = this.#write(id, 0, id.length, cabAt, cabLen, bytes);
+    if (this.#cabs !== null) insert(this.#cabs, hashBytes(bytes, cabAt, cabLen), slot);
     this.#maybeCompact();
+  }
+
+  /** setCab() with the cab as a string. */
+  setCabText(slot: number, cab: string): void {
+    const b = this.#scratch;
+    this.setCab(slot, b, 0, b.write(cab, 0, 'latin1'));
   }
 
   delete(slot: number): void {
     const at = this.#at[slot];
     if (at === undefined || at === 0) return;
-    // Find the slot's place in the table, then shift back the entries of its probe run behind it.
-    const mask = this.#table.length - 1;
-    let i = this.#hashAt(at) & mask;
-    while (this.#table[i] !== slot + 1) i = (i + 1) & mask;
-    let hole = i;
-    for (let j = (hole + 1) & mask; this.#table[j] !== 0; j = (j + 1) & mask) {
-      const home = this.#hashAt(this.#at[this.#table[j]! - 1]!) & mask;
-      // Move j back into the hole unless its home lies cyclically in (hole, j].
-      if (hole <= j ? home <= hole || home > j : home <= hole && home > j) {
-        this.#table[hole] = this.#table[j]!;
-        hole = j;
-      }
-    }
-    this.#table[hole] = 0;
+    this.#unindex(this.#table, this.#hashAt(at), slot, false);
+    if (this.#cabs !== null) this.#unindex(this.#cabs, this.#hashAt(this.#cabAt(slot)), slot, true);
     this.#holes += this.#recordBytes(at);
     this.#at[slot] = 0;
     this.#size--;
@@ -122,9 +156,13 @@ export class Names {
   }
 
   cab(slot: number): string {
-    const at = this.#at[slot]!;
-    const cabAt = at + 1 + this.#arena[at]!;
+    const cabAt = this.#cabAt(slot);
     return this.#arena.toString('latin1', cabAt + 1, cabAt + 1 + this.#arena[cabAt]!);
+  }
+
+  /** Whether the slot's id is `id` (no string made). */
+  idIs(slot: number, id: string): boolean {
+    return this.#textAt(this.#at[slot]!, id);
   }
 
   /** Compares two slots' ids as the API orders them (byte order, which is code unit order for ASCII). */
@@ -155,6 +193,19 @@ export class Names {
     return len - id.length;
   }
 
+  /** For tests: entries in the cab index. */
+  get cabEntries(): number {
+    let n = 0;
+    if (this.#cabs !== null) for (const e of this.#cabs) if (e !== 0) n++;
+    return n;
+  }
+
+  /** The offset of the slot's length-prefixed cab. */
+  #cabAt(slot: number): number {
+    const at = this.#at[slot]!;
+    return at + 1 + this.#arena[at]!;
+  }
+
   /** Whether the length-prefixed bytes at arena[p] are bytes[at, at + len). */
   #equalsAt(p: number, bytes: Uint8Array, at: number, len: number): boolean {
     const arena = this.#arena;
@@ -163,12 +214,30 @@ export class Names {
     return true;
   }
 
-  #idEquals(slot: number, id: string): boolean {
-    const p = this.#at[slot]!;
+  /** Whether the length-prefixed bytes at arena[p] spell the string. */
+  #textAt(p: number, s: string): boolean {
     const arena = this.#arena;
-    if (arena[p] !== id.length) return false;
-    for (let i = 0; i < id.length; i++) if (arena[p + 1 + i] !== id.charCodeAt(i)) return false;
+    if (arena[p] !== s.length) return false;
+    for (let i = 0; i < s.length; i++) if (arena[p + 1 + i] !== s.charCodeAt(i)) return false;
     return true;
+  }
+
+  /** Removes the slot from a table (found from the hash of its name), shifting its probe run back. */
+  #unindex(table: Int32Array, hash: number, slot: number, byCab: boolean): void {
+    const mask = table.length - 1;
+    let i = hash & mask;
+    while (table[i] !== slot + 1) i = (i + 1) & mask;
+    let hole = i;
+    for (let j = (hole + 1) & mask; table[j] !== 0; j = (j + 1) & mask) {
+      const s = table[j]! - 1;
+      const home = this.#hashAt(byCab ? this.#cabAt(s) : this.#at[s]!) & mask;
+      // Move j back into the hole unless its home lies cyclically in (hole, j].
+      if (hole <= j ? home <= hole || home > j : home <= hole && home > j) {
+        table[hole] = table[j]!;
+        hole = j;
+      }
+    }
+    table[hole] = 0;
   }
 
   #recordBytes(at: number): number {
@@ -197,8 +266,9 @@ export class Names {
     return at;
   }
 
-  #hashAt(at: number): number {
-    return hashBytes(this.#arena, at + 1, this.#arena[at]!);
+  /** Hash of the length-prefixed name at arena[p]. */
+  #hashAt(p: number): number {
+    return hashBytes(this.#arena, p + 1, this.#arena[p]!);
   }
 
   #maybeCompact(): void {
@@ -231,17 +301,14 @@ export class Names {
     this.#holes = 0;
   }
 
-  #rehash(size: number): void {
+  /** A new table of `size` places holding every slot, by id or by cab. */
+  #rehash(size: number, byCab: boolean): Int32Array {
     const table = new Int32Array(size);
-    const mask = size - 1;
     for (let slot = 0; slot < this.#at.length; slot++) {
       const at = this.#at[slot]!;
-      if (at === 0) continue;
-      let i = this.#hashAt(at) & mask;
-      while (table[i] !== 0) i = (i + 1) & mask;
-      table[i] = slot + 1;
+      if (at !== 0) insert(table, this.#hashAt(byCab ? this.#cabAt(slot) : at), slot);
     }
-    this.#table = table;
+    return table;
   }
 
   #growSlots(min: number): void {
@@ -251,6 +318,14 @@ export class Names {
     at.set(this.#at);
     this.#at = at;
   }
+}
+
+/** Puts slot + 1 at the first free place from the hash's home. */
+function insert(table: Int32Array, hash: number, slot: number): void {
+  const mask = table.length - 1;
+  let i = hash & mask;
+  while (table[i] !== 0) i = (i + 1) & mask;
+  table[i] = slot + 1;
 }
 
 /** FNV-1a over bytes; the same as over the code units of the ASCII string they spell. */
