@@ -10,7 +10,7 @@ import { log } from '../log.ts';
 import { addRedisMetrics, clusterMetricsText, primaryMetrics } from '../metrics.ts';
 import { connectRedis } from '../redis/connect.ts';
 import { RedisRegistry } from '../sessions/redis-registry.ts';
-import type { SessionInfo } from '../sessions/registry.ts';
+import type { SessionMatch } from '../sessions/registry.ts';
 import { SessionTable } from '../sessions/session-table.ts';
 import type { TripRecord } from '../store/driver.ts';
 import { TripStore } from '../trips/trip-store.ts';
@@ -283,13 +283,13 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
       const removed = await askAll(syncedIngest(), (m) => m.rpc.call('revoke', hi, lo));
       return known || removed.some((r) => r);
     },
-    deleteDriver: (id) => removeDrivers((s) => s.driverId === id, [id]),
+    deleteDriver: (id) => removeDrivers({ driverIds: new Set([id]) }, [id]),
     async deleteCab(cab) {
       const ids = new Set<string>();
       const live = await askAll(readyIngest(), (m) => m.rpc.call('cab', cab));
       for (const d of live) if (d !== null) ids.add(d.id);
       // Offline drivers of the cab are found through their sessions (removeDrivers revokes them).
-      return removeDrivers((s) => s.cab === cab || ids.has(s.driverId), [...ids]);
+      return removeDrivers({ driverIds: ids, cab }, [...ids]);
     },
     async metrics() {
       const parts: MetricsJson[] = [
@@ -338,7 +338,7 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
    * live: this table, or Redis (a SCAN; before, with Redis nothing was found for a driver that was not
    * live, and the API answered 404: issue 15).
    */
-  const removeDrivers = async (match: (s: SessionInfo) => boolean, ids: string[]): Promise<boolean> => {
+  const removeDrivers = async (match: SessionMatch, ids: string[]): Promise<boolean> => {
     const sessions: Array<[number, number]> =
       redisSessions !== null ? await redisCall(redisSessions.find(match)) : table!.find(match);
     if (table !== null) for (const [hi, lo] of sessions) table.delete(hi, lo);

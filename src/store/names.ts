@@ -21,6 +21,8 @@
 const NONE = -1;
 
 export interface NamesOptions {
+  /** Keep the index of slots by id (find, findBytes): true unless said otherwise. */
+  byId?: boolean;
   /** Keep an index of slots by cab (the shard's GET /v1/cabs/{cab}); the replicas need none. */
   byCab?: boolean;
 }
@@ -32,8 +34,8 @@ export class Names {
   #holes = 0;
   /** Per slot: the record's offset in the arena, 0 for none. */
   #at = new Int32Array(1024);
-  /** Open addressing by id: slot + 1, 0 for a free place. */
-  #table: Int32Array = new Int32Array(2048);
+  /** Open addressing by id (null without the index): slot + 1, 0 for a free place. */
+  #table: Int32Array | null;
   /** Open addressing by cab (null without the option): slot + 1, 0 for a free place; cabs may repeat. */
   #cabs: Int32Array | null;
   #size = 0;
@@ -41,6 +43,7 @@ export class Names {
   #scratch = Buffer.allocUnsafeSlow(512);
 
   constructor(options: NamesOptions = {}) {
+    this.#table = options.byId === false ? null : new Int32Array(2048);
     this.#cabs = options.byCab === true ? new Int32Array(2048) : null;
   }
 
@@ -51,15 +54,19 @@ export class Names {
   /** Bytes of typed arrays held (for memory accounting). */
   get byteLength(): number {
     return (
-      this.#arena.byteLength + this.#at.byteLength + this.#table.byteLength + (this.#cabs?.byteLength ?? 0)
+      this.#arena.byteLength +
+      this.#at.byteLength +
+      (this.#table?.byteLength ?? 0) +
+      (this.#cabs?.byteLength ?? 0)
     );
   }
 
   /** The slot holding this id, or -1. */
   find(id: string): number {
-    const mask = this.#table.length - 1;
+    const table = this.#ids();
+    const mask = table.length - 1;
     for (let i = hashString(id) & mask; ; i = (i + 1) & mask) {
-      const e = this.#table[i]!;
+      const e = table[i]!;
       if (e === 0) return NONE;
       if (this.#textAt(this.#at[e - 1]!, id)) return e - 1;
     }
@@ -67,9 +74,10 @@ export class Names {
 
   /** The slot holding the id in bytes[at, at + len), or -1: no string made. */
   findBytes(bytes: Uint8Array, at: number, len: number): number {
-    const mask = this.#table.length - 1;
+    const table = this.#ids();
+    const mask = table.length - 1;
     for (let i = hashBytes(bytes, at, len) & mask; ; i = (i + 1) & mask) {
-      const e = this.#table[i]!;
+      const e = table[i]!;
       if (e === 0) return NONE;
       if (this.#equalsAt(this.#at[e - 1]!, bytes, at, len)) return e - 1;
     }
@@ -94,12 +102,14 @@ export class Names {
   set(slot: number, bytes: Uint8Array, idAt: number, idLen: number, cabAt: number, cabLen: number): void {
     if (slot >= this.#at.length) this.#growSlots(slot + 1);
     if (this.#at[slot] !== 0) this.delete(slot);
-    if ((this.#size + 1) * 2 > this.#table.length) this.#table = this.#rehash(this.#table.length * 2, false);
+    if (this.#table !== null && (this.#size + 1) * 2 > this.#table.length) {
+      this.#table = this.#rehash(this.#table.length * 2, false);
+    }
     if (this.#cabs !== null && (this.#size + 1) * 2 > this.#cabs.length) {
       this.#cabs = this.#rehash(this.#cabs.length * 2, true);
     }
     this.#at[slot] = this.#write(bytes, idAt, idLen, cabAt, cabLen, bytes);
-    insert(this.#table, hashBytes(bytes, idAt, idLen), slot);
+    if (this.#table !== null) insert(this.#table, hashBytes(bytes, idAt, idLen), slot);
     if (this.#cabs !== null) insert(this.#cabs, hashBytes(bytes, cabAt, cabLen), slot);
     this.#size++;
   }
@@ -138,7 +148,7 @@ export class Names {
   delete(slot: number): void {
     const at = this.#at[slot];
     if (at === undefined || at === 0) return;
-    this.#unindex(this.#table, this.#hashAt(at), slot, false);
+    if (this.#table !== null) this.#unindex(this.#table, this.#hashAt(at), slot, false);
     if (this.#cabs !== null) this.#unindex(this.#cabs, this.#hashAt(this.#cabAt(slot)), slot, true);
     this.#holes += this.#recordBytes(at);
     this.#at[slot] = 0;
@@ -163,6 +173,16 @@ export class Names {
   /** Whether the slot's id is `id` (no string made). */
   idIs(slot: number, id: string): boolean {
     return this.#textAt(this.#at[slot]!, id);
+  }
+
+  /** Whether the slot's cab is `cab` (no string made). */
+  cabIsText(slot: number, cab: string): boolean {
+    return this.#textAt(this.#cabAt(slot), cab);
+  }
+
+  /** One past the highest slot that may hold names. */
+  get slotLimit(): number {
+    return this.#at.length;
   }
 
   /** Compares two slots' ids as the API orders them (byte order, which is code unit order for ASCII). */
@@ -198,6 +218,11 @@ export class Names {
     let n = 0;
     if (this.#cabs !== null) for (const e of this.#cabs) if (e !== 0) n++;
     return n;
+  }
+
+  #ids(): Int32Array {
+    if (this.#table === null) throw new Error('Names: no index by id (the byId option)');
+    return this.#table;
   }
 
   /** The offset of the slot's length-prefixed cab. */
