@@ -106,7 +106,7 @@ export function startIngestWorker(config: Config, runDir: string): void {
     { timeoutMs: config.queryTimeoutMs, peer: 'primary' },
   );
 
-  const registry: SessionRegistry & { outcomes: Record<string, number>; close(): void } =
+  const registry: SessionRegistry & { outcomes: Record<string, number>; purge(): void; close(): void } =
     redis === null
       ? new PrimaryRegistry({
           fetch: (his, los, done) =>
@@ -258,6 +258,7 @@ export function startIngestWorker(config: Config, runDir: string): void {
     ingest.counters.expired += shard.expire(clock.nowMs);
     recheck?.tick();
     ingest.expireClaims();
+    registry.purge();
     // Trips that moved since their last write go to Redis once a second: a crash loses at most that.
     syncTrips();
   }, 1000);

@@ -217,7 +217,7 @@ export class Shard {
   warmDriver(slot: number): number {
     const { u32, i32 } = this.#r;
     const w = slot * STRIDE;
-    let x = this.rings.latE6(slot, u32[w + RING]! & RING_MASK);
+    let x = this.rings.warm(slot, u32[w + RING]! & RING_MASK);
     const prev = i32[w + PREV]!;
     const next = i32[w + NEXT]!;
     if (prev !== NO_SLOT) x ^= i32[prev * STRIDE + NEXT]!;
@@ -468,6 +468,7 @@ export class Shard {
     const id = this.#names.id(slot);
     const epoch = r.epoch[slot]!;
     this.#names.delete(slot);
+    this.rings.release(slot);
     r.release(slot);
     this.#size--;
     this.#version++;
@@ -575,16 +576,9 @@ export class Shard {
 
   /** Recent points oldest first, as (latE6, lonE6, time) triples. */
   points(slot: number): number[] {
-    const rings = this.rings;
-    const n = this.#points;
     const bits = this.#r.u32[slot * STRIDE + RING]!;
-    const head = bits & RING_MASK;
-    const count = (bits >>> COUNT_SHIFT) & COUNT_MASK;
     const out: number[] = [];
-    for (let i = 0; i < count; i++) {
-      const pos = (head - count + i + n) % n;
-      out.push(rings.latE6(slot, pos), rings.lonE6(slot, pos), rings.time(slot, pos));
-    }
+    this.rings.read(slot, bits & RING_MASK, (bits >>> COUNT_SHIFT) & COUNT_MASK, out);
     return out;
   }
 
@@ -718,7 +712,7 @@ export class Shard {
     const n = this.#points;
     const head = bits & RING_MASK;
     let count = (bits >>> COUNT_SHIFT) & COUNT_MASK;
-    this.rings.write(slot, head, latE6, lonE6, time);
+    this.rings.push(slot, head, latE6, lonE6, time, count === 0);
     if (count < n) count++;
     u32[w + RING] =
       (bits & ~(RING_MASK | (COUNT_MASK << COUNT_SHIFT))) |
