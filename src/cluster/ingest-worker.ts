@@ -144,7 +144,8 @@ export function startIngestWorker(config: Config, runDir: string): void {
       setImmediate(flush);
     },
     ports: {
-      claim: (driverId) => rpc.tell('claim', driverId),
+      // Coalesced: a fleet coming back at once claims its drivers by the thousand a turn.
+      claim: (driverId) => rpc.tellSoon('claim', driverId),
       dropped: (driverId, epoch) => dropped.push([driverId, epoch]),
     },
   });

@@ -94,7 +94,8 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
   const tripStore = redis === null ? null : new TripStore({ redis });
 
   const handoff = new Handoff({
-    grant: (w, id, epoch, state, resume) => ingest.get(w)?.rpc.tell('grant', id, epoch, state, resume),
+    // Coalesced, and sent before anything else to that worker (a release must not overtake a grant).
+    grant: (w, id, epoch, state, resume) => ingest.get(w)?.rpc.tellSoon('grant', id, epoch, state, resume),
     release: (w, id, done) => {
       const m = ingest.get(w);
       if (m === undefined) done(undefined);
