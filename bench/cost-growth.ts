@@ -256,7 +256,7 @@ function daemonLevel(): Record<string, unknown> {
     zeroLoss: w.fixedRate.zeroLoss,
   }));
   // The 1M row runs on its own (ingest.ts --1m: registering 1M sessions does not fit npm run bench's
-  // 10 minutes); taken from whichever run made it, with that run's bare receiver for scale.
+  // time budget); taken from whichever run made it, with that run's bare receiver for scale.
   const m1File = new URL('./results/ingest-1m.json', import.meta.url);
   let oneMillion: Record<string, unknown> | null = null;
   if (existsSync(m1File)) {
