@@ -1,15 +1,19 @@
 /**
  * Question: how do the cost of a datagram and the latency of a nearest-10 query grow from 10k to 1M
- * live drivers? The target: a datagram at 1M costs at most 1.5 times what it costs at 10k.
+ * live drivers? The targets (issue 14): a datagram at 1M costs at most 1.3 times what it costs at 10k,
+ * and so does a nearest-10 query (at most 3 times).
  *
- * - In-process, on one Shard as a worker holds it (the approach of bench/pipeline.ts): the seeded city
- *   fleet (support/fleet.ts) sends rounds of one fix per driver, each round encoded ahead. Every round
- *   is decoded alone first (the baseline, same datagrams, same run) and then run through the worker's
- *   whole per-datagram path (decode, checkFix, session lookup, Shard.ingest with ring, trip and the
- *   replica change log's dirty flag).
- * - Every size runs the same rounds, the cost of each round is kept (the curve), and sizes are compared
- *   on the same fixes: the median of rounds 14 to 16. At 10k and 100k the run goes on to round 40 as
- *   well (cheap), to show where the cost settles; at 1M that would take minutes.
+ * - In-process, through the worker's own per-datagram path minus the socket: an Ingest
+ *   (src/ingest/ingest.ts) over one Shard holding the fleet, its datagrams applied in batches of up to
+ *   32 as the worker applies a burst of reads (decode, checkFix, session lookup, Shard.ingest with
+ *   ring, trip, expiry order and the replica change log's dirty flag). The seeded city fleet
+ *   (support/fleet.ts) sends rounds of one fix per driver, each round encoded ahead. Every round is
+ *   decoded alone first (the baseline, same datagrams, same run).
+ * - Sizes are compared on the same fixes: the median of rounds 14 to 16, in which the fixes arrive in
+ *   the drivers' order, which is also the order of their slots (they were added in that order, as
+ *   drivers coming back at once are added in the order of their first fixes). Rounds 17 to 19 send the
+ *   fixes in a shuffled order (phones send at their own phase of the second, and churn scatters slots):
+ *   what a worker sees after a while; reported beside it.
  * - A 10k round lasts milliseconds: smaller fleets are measured as several independent fleets (other
  *   seeds, up to 10) and the median taken; the curve and the queries are the first fleet's.
  * - Queries: Replica.nearest (what an HTTP worker answers GET /v1/drivers/nearest with, k = 10) at 1 km
@@ -25,8 +29,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { decodeTrack } from '../src/codec/decode.ts';
 import { Fix } from '../src/codec/fix.ts';
-import { checkFix } from '../src/ingest/filter.ts';
-import { MAX_DATAGRAM_BYTES, Reason } from '../src/reasons.ts';
+import { BATCH, Ingest } from '../src/ingest/ingest.ts';
 import { BatchWriter, KIND_SNAPSHOT, LEFT_RELEASED } from '../src/replica/batch.ts';
 import { Replica } from '../src/replica/replica.ts';
 import { Shard } from '../src/store/shard.ts';
@@ -42,11 +45,10 @@ const SIZES =
     : QUICK
       ? [10_000, 100_000]
       : [10_000, 100_000, 1_000_000];
-/** Rounds every size runs; the comparison is on the last three. */
+/** Rounds in the drivers' order; the comparison is on the last three. */
 const ROUNDS = 16;
-/** Sizes up to this one go on to LONG_ROUNDS. */
-const LONG_UP_TO = 100_000;
-const LONG_ROUNDS = 40;
+/** Then rounds in a shuffled order. */
+const SHUFFLED_ROUNDS = 3;
 /** Query points per pass: fewer at 1M, where a query costs ~0.2 ms. */
 const queriesFor = (n: number): number => (n > 100_000 ? 2_000 : 5_000);
 const RADII = [1000, 3000];
@@ -64,10 +66,10 @@ interface Row {
   /** Median ns per datagram over rounds 14-16: the figure compared across sizes. */
   decodeNsPerDatagram: number;
   pipelineNsPerDatagram: number;
-  /** Same, over the last three of LONG_ROUNDS, where run. */
-  long: { rounds: number; pipelineNsPerDatagram: number } | null;
+  /** Median ns per datagram over the rounds in a shuffled order (17-19). */
+  shuffledNsPerDatagram: number;
   /** Per round: ns per datagram. */
-  curve: Array<{ round: number; ns: number }>;
+  curve: Array<{ round: number; ns: number; shuffled: boolean }>;
   queries: Array<{ radiusM: number; usPerQuery: number; meanFound: number }>;
 }
 
@@ -78,75 +80,92 @@ function measure(n: number, replica: number): Row {
   const fleet = new Fleet(n, SEED + replica, T0);
   const shard = new Shard({ trackPoints: 20, idleTimeoutS: IDLE_S });
   for (let i = 0; i < n; i++) shard.add(driverId(i), cabNumber(i), fleet.hi[i]!, i + 1, T0 * 1000);
+  const clock = { nowMs: T0 * 1000, nowS: T0 };
+  // Every session is the shard's: the registry and the directory are never asked.
+  const ingest = new Ingest({
+    shard,
+    registry: { lookup: () => undefined },
+    ports: { claim() {}, dropped() {} },
+    clock,
+    idleTimeoutS: IDLE_S,
+    // The worker flushes after each burst of reads; here a batch is flushed when full (32).
+    defer: () => {},
+  });
   const slab = new Uint8Array(n * 64);
-  const ends = new Uint32Array(n);
-  const encodeRound = (): void => {
+  const starts = new Uint32Array(n + 1);
+  // The shuffled order: a fixed permutation of the drivers.
+  const order = new Int32Array(n);
+  const shuffle = new Prng(SEED ^ replica);
+  for (let i = 0; i < n; i++) order[i] = i;
+  for (let i = n - 1; i > 0; i--) {
+    const j = shuffle.int(0, i);
+    const t = order[i]!;
+    order[i] = order[j]!;
+    order[j] = t;
+  }
+  // The round's datagrams in the order they are sent: the k-th sent is at starts[k] (read in that
+  // order, as a worker reads what the kernel just wrote).
+  const encodeRound = (shuffled: boolean): void => {
     let at = 0;
-    for (let i = 0; i < n; i++) {
+    for (let k = 0; k < n; k++) {
+      const i = shuffled ? order[k]! : k;
       fleet.step(i);
+      starts[k] = at;
       at += fleet.encode(i, slab, at);
-      ends[i] = at;
     }
+    starts[n] = at;
   };
-  const fix = new Fix();
-  let accepted = 0;
-  // The worker's per-datagram path (src/ingest/ingest.ts datagram()), minus the socket.
+  // The worker's per-datagram path (src/ingest/ingest.ts), minus the socket: a view of each datagram
+  // (dgram gives a Buffer of its own to each), applied in batches.
   const pipelineRound = (nowS: number): number => {
+    clock.nowS = nowS;
+    clock.nowMs = nowS * 1000;
     const t = process.hrtime.bigint();
-    let start = 0;
-    for (let i = 0; i < n; i++) {
-      const end = ends[i]!;
-      const b = slab.subarray(start, end);
-      start = end;
-      if (b.length > MAX_DATAGRAM_BYTES || !decodeTrack(b, b.length, fix)) continue;
-      if (checkFix(fix, nowS, IDLE_S) !== Reason.ok) continue;
-      const d = shard.bySession(fix.sessionHi, fix.sessionLo);
-      if (d !== undefined && shard.ingest(d, fix, nowS * 1000) === Reason.ok) accepted++;
-    }
+    for (let k = 0; k < n; k++) ingest.datagram(slab.subarray(starts[k]!, starts[k + 1]!));
+    ingest.flush();
     return Number(process.hrtime.bigint() - t) / n;
   };
+  const fix = new Fix();
   let sink = 0;
   const decodeRound = (): number => {
     const t = process.hrtime.bigint();
-    let start = 0;
     for (let i = 0; i < n; i++) {
-      const end = ends[i]!;
-      const b = slab.subarray(start, end);
-      start = end;
+      const b = slab.subarray(starts[i]!, starts[i + 1]!);
       sink += (decodeTrack(b, b.length, fix) ? 1 : 0) + fix.lat;
     }
     return Number(process.hrtime.bigint() - t) / n;
   };
 
-  // The long run is cheap for the small fleets: every replica of 10k, the first of 100k.
-  const rounds = n <= LONG_UP_TO && (replica === 0 || n <= 10_000) ? LONG_ROUNDS : ROUNDS;
+  const rounds = ROUNDS + SHUFFLED_ROUNDS;
   const curve: Row['curve'] = [];
   const decode: number[] = [];
   for (let r = 1; r <= rounds; r++) {
-    encodeRound();
+    const shuffled = r > ROUNDS;
+    encodeRound(shuffled);
     decode.push(decodeRound());
     const ns = pipelineRound(fleet.time[0]!);
-    curve.push({ round: r, ns: Math.round(ns) });
+    curve.push({ round: r, ns: Math.round(ns), shuffled });
     // A tick's change log, drained as the publisher does (not timed: it runs once a tick, not per fix).
     shard.drainChanges(noSink);
     if (process.env['BENCH_DEBUG']) say(`${n} round ${r}: ${JSON.stringify(curve.at(-1))}`);
   }
-  if (accepted !== rounds * n) throw new Error(`only ${accepted} of ${rounds * n} fixes accepted`);
-  const at = (from: number, to: number): { ns: number } => {
-    const part = curve.slice(from - 1, to);
-    return { ns: median(part.map((c) => c.ns)) };
-  };
+  const c = ingest.counters;
+  if (c.accepted !== rounds * n) {
+    throw new Error(
+      `only ${c.accepted} of ${rounds * n} fixes accepted (${Array.from(c.rejected).join(',')})`,
+    );
+  }
+  const at = (from: number, to: number): number => median(curve.slice(from - 1, to).map((x) => x.ns));
   const main = at(ROUNDS - 2, ROUNDS);
-  const long = rounds > ROUNDS ? at(rounds - 2, rounds) : null;
-
-  const longRow = long === null ? null : { rounds, pipelineNsPerDatagram: long.ns };
+  const shuffled = at(ROUNDS + 1, rounds);
+  const decodeNs = Math.round(median(decode.slice(ROUNDS - 3, ROUNDS)));
   if (replica > 0) {
     return {
       ...emptyRow,
       drivers: n,
-      pipelineNsPerDatagram: main.ns,
-      decodeNsPerDatagram: Math.round(median(decode.slice(ROUNDS - 3, ROUNDS))),
-      long: longRow,
+      pipelineNsPerDatagram: main,
+      shuffledNsPerDatagram: shuffled,
+      decodeNsPerDatagram: decodeNs,
       curve,
     };
   }
@@ -187,9 +206,9 @@ function measure(n: number, replica: number): Row {
   return {
     drivers: n,
     replicas: 1,
-    decodeNsPerDatagram: Math.round(median(decode.slice(ROUNDS - 3, ROUNDS))),
-    pipelineNsPerDatagram: main.ns,
-    long: longRow,
+    decodeNsPerDatagram: decodeNs,
+    pipelineNsPerDatagram: main,
+    shuffledNsPerDatagram: shuffled,
     curve,
     queries,
   };
@@ -200,7 +219,7 @@ const emptyRow: Row = {
   replicas: 1,
   decodeNsPerDatagram: 0,
   pipelineNsPerDatagram: 0,
-  long: null,
+  shuffledNsPerDatagram: 0,
   curve: [],
   queries: [],
 };
@@ -212,15 +231,9 @@ for (const n of SIZES) {
     ...replicas[0]!,
     replicas: replicas.length,
     pipelineNsPerDatagram: median(replicas.map((r) => r.pipelineNsPerDatagram)),
+    shuffledNsPerDatagram: median(replicas.map((r) => r.shuffledNsPerDatagram)),
     decodeNsPerDatagram: median(replicas.map((r) => r.decodeNsPerDatagram)),
   };
-  const longs = replicas.flatMap((r) => (r.long === null ? [] : [r.long]));
-  if (longs.length > 0) {
-    row.long = {
-      rounds: longs[0]!.rounds,
-      pipelineNsPerDatagram: median(longs.map((l) => l.pipelineNsPerDatagram)),
-    };
-  }
   const { curve: _, ...brief } = row;
   say(JSON.stringify(brief));
   rows.push(row);
@@ -243,7 +256,7 @@ function daemonLevel(): Record<string, unknown> {
     zeroLoss: w.fixedRate.zeroLoss,
   }));
   // The 1M row runs on its own (ingest.ts --1m: registering 1M sessions does not fit npm run bench's
-  // 10 minutes); taken from whichever run made it, with that run's bare receiver for scale.
+  // time budget); taken from whichever run made it, with that run's bare receiver for scale.
   const m1File = new URL('./results/ingest-1m.json', import.meta.url);
   let oneMillion: Record<string, unknown> | null = null;
   if (existsSync(m1File)) {
@@ -279,11 +292,14 @@ writeResult('cost-growth', 'CPU per datagram and nearest-10 latency from 10k to 
   seed: SEED,
   rounds: ROUNDS,
   comparedRounds: [ROUNDS - 2, ROUNDS],
+  shuffledRounds: [ROUNDS + 1, ROUNDS + SHUFFLED_ROUNDS],
+  batch: BATCH,
   inProcess: rows,
   ratios: {
     from: first.drivers,
     to: last.drivers,
     pipeline: Number((last.pipelineNsPerDatagram / first.pipelineNsPerDatagram).toFixed(2)),
+    shuffled: Number((last.shuffledNsPerDatagram / first.shuffledNsPerDatagram).toFixed(2)),
     decode: Number((last.decodeNsPerDatagram / first.decodeNsPerDatagram).toFixed(2)),
     queries: last.queries.map((q, i) => ({
       radiusM: q.radiusM,

@@ -14,7 +14,7 @@
  *   receivers warm up for two seconds.
  * - 1M drivers run on their own (--1m): registering 1M sessions through PUT /v1/sessions takes about
  *   100 s on the 2-core machine, and their first fixes (each a claim through the primary) half a minute
- *   more; `npm run bench` spends its 10 minutes on memory.ts's 1M instead. --1m measures the bare
+ *   more; `npm run bench` spends its minutes on memory.ts's 1M instead. --1m measures the bare
  *   receiver again (the baseline of the same run) and one worker with 1M drivers.
  *
  *   node bench/ingest.ts [--quick]   Result: bench/results/ingest.json

@@ -1,15 +1,19 @@
 /**
- * Question: how much memory does a live driver cost the whole cluster (the primary and every worker),
- * RSS and V8 heap, at 100k and at 1M drivers with their 20-point rings full, over the daemon's own idle
- * footprint measured in the same run?
+ * Question: how much memory does a live driver cost the whole daemon, RSS and V8 heap, at 100k and at
+ * 1M drivers with their 20-point rings full, over the daemon's own idle footprint measured in the same
+ * run? Issue 14's target: at most 600 B of RSS a driver at 1M for the primary and the ingest workers
+ * together; the HTTP workers' read replicas are reported apart (their own target is issue 10's).
  *
  * - The daemon runs with its default worker count (one per core) and the inspector on (NODE_OPTIONS
  *   --inspect=127.0.0.1:0), so that every process can be made to collect its garbage before it is
  *   measured: RSS from /proc/<pid>/status summed over the processes, heap used from V8 (summed), and
  *   the typed arrays (the rings' slabs) from the daemon's external-memory metric.
  * - Baseline: the same daemon, idle, before any session exists.
- * - A driver costs its session (the primary's registry: the only copy), its directory entry,
- *   its Driver object, R-tree entry, ring slot and trip. Sessions are registered with PUT /v1/sessions,
+ * - Every process is measured on its own and grouped by role (the primary, the ingest workers, the
+ *   HTTP workers: CABTRACK_ROLE in each one's environment).
+ * - A driver costs its session (the primary's table: the only copy), its directory entry (the
+ *   primary), its slot in an ingest worker's shard (record, ring, names, index entries) and its entry in
+ *   every HTTP worker's replica. Sessions are registered with PUT /v1/sessions,
  *   every driver sends fixes until its ring holds 20 points (checked by reading the points of sampled
  *   drivers through GET /v1/drivers/{id}).
  * - 1M: the same daemon grows from 100k. Registering 900k more sessions over HTTP takes about 1.5 min
@@ -24,7 +28,6 @@ import type { Daemon } from '../test/support/daemon.ts';
 import { OPERATOR } from '../test/support/daemon.ts';
 import { Prng } from '../test/support/prng.ts';
 import {
-  daemonPids,
   fleetStartTime,
   ingestCounts,
   registerFleet,
@@ -32,6 +35,7 @@ import {
   sleep,
   startCabtrack,
   waitDrivers,
+  workersByRole,
 } from './support/cabtrack.ts';
 import { driverId } from './support/fleet.ts';
 import { collectGarbage, heapUsed, INSPECT_OPTIONS, inspectorUrls } from './support/inspector.ts';
@@ -56,24 +60,37 @@ const RESERVE_MS = 15_000;
 const MIN_STEP_MS = 90_000;
 
 const workers = availableParallelism();
+const httpWorkers = availableParallelism();
 
 interface Snapshot {
+  /** Every process. */
   rssBytes: number;
+  /** The issue's scope: the primary and the ingest workers. */
+  ingestSideRssBytes: number;
+  /** The HTTP workers (their read replicas). */
+  httpRssBytes: number;
+  /** Primary, then the ingest workers, then the HTTP workers. */
   rssByProcess: number[];
   heapUsedBytes: number;
   externalBytes: number;
 }
 
+const sum = (xs: number[]): number => xs.reduce((a, b) => a + b, 0);
+
 async function snapshot(d: Daemon): Promise<Snapshot> {
   const urls = inspectorUrls(d.logs);
   await collectGarbage(urls);
   await sleep(500);
-  const { primary, workers: w } = daemonPids(d);
-  const rssByProcess = [primary, ...w].map(rssBytes);
+  const primary = rssBytes(d.proc.pid!);
+  const roles = workersByRole(d);
+  const ingest = roles.ingest.sort((a, b) => a - b).map(rssBytes);
+  const http = roles.http.sort((a, b) => a - b).map(rssBytes);
   const m = await scrape(d);
   return {
-    rssBytes: rssByProcess.reduce((a, b) => a + b, 0),
-    rssByProcess,
+    rssBytes: primary + sum(ingest) + sum(http),
+    ingestSideRssBytes: primary + sum(ingest),
+    httpRssBytes: sum(http),
+    rssByProcess: [primary, ...ingest, ...http],
     heapUsedBytes: await heapUsed(urls),
     externalBytes: m.get('cabtrack_nodejs_external_memory_bytes') ?? 0,
   };
@@ -97,6 +114,8 @@ async function ringFill(d: Daemon, drivers: number, n: number): Promise<{ min: n
 
 const perDriver = (loaded: Snapshot, idle: Snapshot, n: number): Record<string, number> => ({
   rssBytes: Math.round((loaded.rssBytes - idle.rssBytes) / n),
+  ingestSideRssBytes: Math.round((loaded.ingestSideRssBytes - idle.ingestSideRssBytes) / n),
+  httpRssBytes: Math.round((loaded.httpRssBytes - idle.httpRssBytes) / n),
   heapUsedBytes: Math.round((loaded.heapUsedBytes - idle.heapUsedBytes) / n),
   externalBytes: Math.round((loaded.externalBytes - idle.externalBytes) / n),
 });
@@ -105,12 +124,16 @@ const perDriver = (loaded: Snapshot, idle: Snapshot, n: number): Record<string, 
 function split(b: Snapshot, a: Snapshot, n: number): Record<string, unknown> {
   return {
     rssBytes: Math.round((b.rssBytes - a.rssBytes) / n),
+    ingestSideRssBytes: Math.round((b.ingestSideRssBytes - a.ingestSideRssBytes) / n),
     heapUsedBytes: Math.round((b.heapUsedBytes - a.heapUsedBytes) / n),
     rssBytesByProcess: b.rssByProcess.map((x, i) => Math.round((x - (a.rssByProcess[i] ?? 0)) / n)),
   };
 }
 
-const d = await startCabtrack(workers, { NODE_OPTIONS: INSPECT_OPTIONS });
+const d = await startCabtrack(workers, {
+  NODE_OPTIONS: INSPECT_OPTIONS,
+  CABTRACK_HTTP_WORKERS: String(httpWorkers),
+});
 const startTime = fleetStartTime();
 try {
   await sleep(2000);
@@ -170,6 +193,9 @@ try {
           curve.push({
             meanPoints: fill.mean,
             rssBytesPerDriver: Math.round((snap.rssBytes - idle.rssBytes) / live),
+            ingestSideRssBytesPerDriver: Math.round(
+              (snap.ingestSideRssBytes - idle.ingestSideRssBytes) / live,
+            ),
           });
         }
       }
@@ -188,7 +214,7 @@ try {
         loaded,
         perDriver: perDriver(loaded, idle, counts.drivers),
         // The step's new sessions, registered but not yet live, per session and per process; then what
-        // a driver adds once live (its Driver, R-tree entry, ring, trip, directory entry).
+        // a driver adds once live (its slot in a shard, directory entry, replica entries).
         perSession: split(sessionsOnly, previous, reg.registered),
         perLiveDriverBeyondSession: split(loaded, sessionsOnly, reg.registered),
         rssAsRingsFill: curve,
@@ -202,7 +228,8 @@ try {
   }
   writeResult('memory', 'RSS and heap per live driver, whole cluster, 20-point rings, over the idle daemon', {
     workers,
-    processes: 1 + workers,
+    httpWorkers,
+    processes: 1 + workers + httpWorkers,
     fillRate: FILL_RATE,
     results,
     skipped,

@@ -14,7 +14,7 @@ import { encodeTrack } from '../src/codec/encode.ts';
 import { Fix } from '../src/codec/fix.ts';
 import { checkFix } from '../src/ingest/filter.ts';
 import { Reason } from '../src/reasons.ts';
-import { Shard } from '../src/store/shard.ts';
+import { NO_SLOT, Shard } from '../src/store/shard.ts';
 import { Prng } from '../test/support/prng.ts';
 
 const args = process.argv.slice(2);
@@ -68,7 +68,7 @@ for (const n of sizes) {
   // Warm-up round: every driver gets its first fix.
   for (const b of datagrams[0]!) {
     decodeTrack(b, b.length, fix);
-    shard.ingest(shard.bySession(fix.sessionHi, fix.sessionLo)!, fix, T0 * 1000);
+    shard.ingest(shard.bySession(fix.sessionHi, fix.sessionLo), fix, T0 * 1000);
   }
   const noSink = { appeared() {}, moved() {}, left() {} };
   shard.drainChanges(noSink);
@@ -88,7 +88,7 @@ for (const n of sizes) {
       if (b.length > 64 || !decodeTrack(b, b.length, fix)) continue;
       if (checkFix(fix, nowS, 900) !== Reason.ok) continue;
       const d = shard.bySession(fix.sessionHi, fix.sessionLo);
-      if (d !== undefined && shard.ingest(d, fix, nowMs) === Reason.ok) accepted++;
+      if (d !== NO_SLOT && shard.ingest(d, fix, nowMs) === Reason.ok) accepted++;
     }
     // The publisher drains the change log once a tick (a few hundred fixes a tick here).
     shard.drainChanges(noSink);

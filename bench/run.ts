@@ -3,7 +3,7 @@
  * results of the same run (query.ts runs ingest at half the capacity ingest.ts measured; cost-growth.ts
  * takes ingest.ts's daemon-level CPU figures), then regenerates bench/README.md from bench/results/.
  *
- *   npm run bench                  the whole set, within 10 minutes on the project's 2-core machine
+ *   npm run bench                  the whole set, within 15 minutes on the project's 2-core machine
  *   npm run bench -- --quick       a first look, about 2 minutes (smaller fleets, fewer trials)
  *   npm run bench -- --only ingest,query     some of them (the README keeps the others' last results)
  *   npm run bench -- --readme      only regenerate bench/README.md from the results there
@@ -57,8 +57,12 @@ const BENCHES: Bench[] = [
   { name: 'memory', question: 'memory per driver', args: [], quickArgs: ['--quick'] },
 ];
 
-/** The whole set's time budget (the issue: within 10 minutes on the 2-core machine), with a margin. */
-const BUDGET_S = QUICK ? 150 : 575;
+/**
+ * The whole set's time budget on the 2-core machine. Issue 5 asked for 10 minutes; since then the read
+ * path's benchmarks (replica, publish-tick), the cold start, and issue 14's memory figure at 1M (its step
+ * from 100k to 1M drivers takes three minutes, and is skipped when the budget is spent) need about 13.
+ */
+const BUDGET_S = QUICK ? 150 : 900;
 
 interface Outcome {
   name: string;
@@ -113,6 +117,13 @@ function table(head: string[], rows: string[][]): string {
     `|${head.map(() => '---').join('|')}|`,
     ...rows.map((r) => `| ${r.join(' | ')} |`),
   ].join('\n');
+}
+
+/** When a result was measured: `2026-12-04 17:43 UTC`. */
+function when(r: any): string {
+  return `${String(r?.machine?.date ?? r?.date ?? '')
+    .slice(0, 16)
+    .replace('T', ' ')} UTC`;
 }
 
 /** The run the README describes: this one, or the last `npm run bench` when only regenerating it. */
@@ -244,6 +255,19 @@ function ingestSection(r: any): { text: string; target: string } {
   return { text, target };
 }
 
+/** Issue 14's daemon-level figure: one worker with 1M drivers (bench/ingest.ts --1m, its own run). */
+function ingest1mTarget(m: any): string {
+  const w = m?.oneWorker?.[0];
+  if (w === undefined) return 'not measured (`node bench/ingest.ts --1m`)';
+  const rate = w.search.zeroLossRate as number;
+  return (
+    `${verdict(rate >= 150_000 && w.drivers >= 900_000)}: ${int(rate)}/s with zero loss at ${int(w.drivers)} drivers ` +
+    `(target ≥ 150,000; that run's bare receiver ${int(m.bare.search.zeroLossRate)}/s, ${pct(rate / m.bare.search.zeroLossRate)}); ` +
+    `${num(w.fixedRate.cpuUsPerDatagram)} us of CPU a datagram at ${int(m.fixedRate)}/s against the bare receiver's ` +
+    `${num(m.bare.fixedRate.cpuUsPerDatagram)} us (\`ingest.ts --1m\`, ${when(m)})`
+  );
+}
+
 function querySection(r: any): { text: string; target: string; targets10: string[] } {
   if (r === null)
     return {
@@ -369,8 +393,13 @@ function querySection(r: any): { text: string; target: string; targets10: string
   return { text, target, targets10 };
 }
 
-function replicaSection(r: any): { text: string; memoryTarget: string } {
-  if (r === null) return { text: 'No results yet: `node bench/replica.ts`.', memoryTarget: 'not measured' };
+function replicaSection(r: any): { text: string; memoryTarget: string; nearestTarget: string } {
+  if (r === null)
+    return {
+      text: 'No results yet: `node bench/replica.ts`.',
+      memoryTarget: 'not measured',
+      nearestTarget: 'not measured',
+    };
   const rows = r.results.map((x: any) => [
     int(x.drivers),
     kib(x.memory.rssBytesPerDriver),
@@ -386,6 +415,18 @@ function replicaSection(r: any): { text: string; memoryTarget: string } {
       ? 'not measured at 1M'
       : `${verdict(big.memory.rssBytesPerDriver <= 96)}: ${kib(big.memory.rssBytesPerDriver)} of RSS per driver per HTTP process at ${int(big.drivers)} drivers (target ≤ 96 B; V8 heap ${kib(big.memory.heapBytesPerDriver)}, typed arrays ${kib(big.memory.typedArrayBytesPerDriver)})`;
   const g = r.growth;
+  const first = r.results[0];
+  const nearestTarget =
+    big === undefined || big.drivers < 1_000_000
+      ? 'not measured at 1M'
+      : `${verdict(g.nearest.every((n: any) => n.quadtree <= 3))}: ` +
+        g.nearest
+          .map(
+            (n: any, i: number) =>
+              `${num(n.quadtree)}x within ${n.radiusM / 1000} km (${num(big.queries[i].quadtreeUs)} us at ${int(big.drivers)} against ${num(first.queries[i].quadtreeUs)} us at ${int(first.drivers)})`,
+          )
+          .join(', ') +
+        ` (target ≤ 3x); rbush as the shards used it: ${g.nearest.map((n: any) => `${num(n.rbush)}x`).join(', ')}`;
   const text = [
     stamp(r),
     '',
@@ -419,7 +460,7 @@ function replicaSection(r: any): { text: string; memoryTarget: string } {
         .join(', ') +
       `; a move ${num(g.applyNs)}x (replica apply) and ${num(g.rbushMoveNs)}x (rbush).`,
   ].join('\n');
-  return { text, memoryTarget };
+  return { text, memoryTarget, nearestTarget };
 }
 
 function publishTickSection(r: any): string {
@@ -445,18 +486,41 @@ function publishTickSection(r: any): string {
   ].join('\n');
 }
 
-function coldStartSection(r: any): { text: string; target: string } {
-  if (r === null) return { text: 'No results yet: `node bench/cold-start.ts`.', target: 'not measured' };
-  const rows = r.runs.map((x: any) => [
-    x.mode === 'redis' ? 'Redis (sessions written by dispatch)' : 'no Redis (sessions in the primary)',
-    int(x.drivers),
-    x.secondsToLive === null ? `not all within ${x.rounds} rounds` : num(x.secondsToLive),
-    x.liveBySecond.map(int).join(', '),
+function coldStartSection(r: any): { text: string; target: string; target14: string } {
+  const m1 = load('cold-start-1m');
+  const m1run = m1?.runs?.[0];
+  const refusedOf = (x: any): string =>
     Object.entries<number>(x.rejected)
       .map(([k, v]) => `${k} ${int(v)}`)
-      .join(', ') || 'none',
+      .join(', ') || 'none';
+  const target14 =
+    m1run === undefined
+      ? 'not measured (`node bench/cold-start.ts --1m`)'
+      : `${verdict(m1run.secondsToLive !== null && ['queue_full', 'throttled', 'lookup_failed'].every((k) => !(m1run.rejected[k] > 0)))}: ` +
+        `${int(m1run.drivers)} drivers, first fixes within ${m1run.roundSeconds} s: every driver live in ` +
+        `${m1run.secondsToLive === null ? `not all within ${m1run.rounds} rounds` : `${num(m1run.secondsToLive)} s`}, refused on the way: ` +
+        `${refusedOf(m1run)} (target: no queue_full, throttled or lookup_failed); ${int(m1run.liveBySecond[m1run.roundSeconds - 1] ?? 0)} ` +
+        `live after the first ${m1run.roundSeconds} s, ${int(m1run.kernelDrops)} kernel drops (\`cold-start.ts --1m\`, ${when(m1)})`;
+  if (r === null)
+    return { text: 'No results yet: `node bench/cold-start.ts`.', target: 'not measured', target14 };
+  const row = (x: any, label: string): string[] => [
+    label,
+    int(x.drivers),
+    `${x.roundSeconds ?? 1} s`,
+    x.secondsToLive === null ? `not all within ${x.rounds} rounds` : num(x.secondsToLive),
+    x.liveBySecond.map(int).join(', '),
+    refusedOf(x),
     int(x.kernelDrops),
-  ]);
+  ];
+  const rows = r.runs.map((x: any) =>
+    row(
+      x,
+      x.mode === 'redis' ? 'Redis (sessions written by dispatch)' : 'no Redis (sessions in the primary)',
+    ),
+  );
+  if (m1run !== undefined) {
+    rows.push(row(m1run, `no Redis, a million (\`cold-start.ts --1m\`, ${when(m1)})`));
+  }
   const emb = r.runs.find((x: any) => x.mode === 'embedded');
   const red = r.runs.find((x: any) => x.mode === 'redis');
   const limit = r.capArithmeticS + 1;
@@ -474,6 +538,7 @@ function coldStartSection(r: any): { text: string; target: string } {
       [
         'sessions',
         'drivers',
+        'first fixes within',
         'seconds until every driver is live',
         'live after 1, 2, ... s',
         'refused on the way',
@@ -487,17 +552,28 @@ function coldStartSection(r: any): { text: string; target: string } {
       '`cabtrack_drivers` reaches the fleet (polled every 50 ms). With Redis the sessions are written straight to ' +
       'Redis, as dispatch does (through the API the workers would have them cached, which a restarted daemon has ' +
       'not), and each worker looks up at most `CABTRACK_SESSION_LOOKUPS_PER_S` a second; the rest are refused as ' +
-      '`throttled` and looked up at their next fix. Kernel drops: the sender, the daemon and Redis share two cores.',
+      '`throttled` and looked up at their next fix. Kernel drops: the sender, the daemon and Redis share two cores. ' +
+      'The million (issue 14): sessions registered through the API, every first fix within 10 s (100,000 a second) ' +
+      "and each driver's next fix 10 s after the last, a round at a time.",
   ].join('\n');
-  return { text, target };
+  return { text, target, target14 };
 }
 
-function memorySection(r: any): { text: string; target: string } {
-  if (r === null) return { text: 'No results yet: `node bench/memory.ts`.', target: 'not measured' };
+function memorySection(r: any): { text: string; target: string; target14: string } {
+  if (r === null)
+    return {
+      text: 'No results yet: `node bench/memory.ts`.',
+      target: 'not measured',
+      target14: 'not measured',
+    };
   const procs = (xs: number[]): string => xs.map((b) => int(b)).join(' + ');
+  const side = (x: any): string =>
+    x.perDriver.ingestSideRssBytes === undefined ? 'n/a' : kib(x.perDriver.ingestSideRssBytes);
   const rows = r.results.map((x: any) => [
     int(x.drivers),
     kib(x.perDriver.rssBytes),
+    side(x),
+    x.perDriver.httpRssBytes === undefined ? 'n/a' : kib(x.perDriver.httpRssBytes),
     kib(x.perDriver.heapUsedBytes),
     kib(x.perDriver.externalBytes),
     `${kib(x.perSession.rssBytes)} (${procs(x.perSession.rssBytesByProcess)})`,
@@ -508,15 +584,26 @@ function memorySection(r: any): { text: string; target: string } {
   ]);
   const largest = r.results.at(-1);
   const skipped = (r.skipped ?? []).map((x: any) => `${int(x.drivers)} skipped: ${x.why}`).join('; ');
-  const target =
+  const notAt1m =
     largest === undefined || largest.drivers < 900_000
       ? `not measured at 1M${largest === undefined ? '' : ` (largest: ${int(largest.drivers)} drivers, ${kib(largest.perDriver.rssBytes)} RSS each)`}${skipped === '' ? '' : `; ${skipped}`}`
-      : `${verdict(largest.perDriver.rssBytes < 1024)}: ${kib(largest.perDriver.rssBytes)} of RSS per driver at ` +
-        `${int(largest.drivers)} drivers (target < 1,024 B), of which ${kib(largest.perSession.rssBytes)} is the ` +
-        `session registry's (the primary's, the only copy)` +
-        (largest.ringsFull
-          ? ''
-          : `; rings ${num(largest.ringPoints.mean, 1)} points deep of ${largest.ringPoints.of} (time budget)`);
+      : null;
+  const rings =
+    largest?.ringsFull === false
+      ? `; rings ${num(largest.ringPoints.mean, 1)} points deep of ${largest.ringPoints.of} (time budget; a ring's slot is allocated whole)`
+      : '';
+  const target =
+    notAt1m ??
+    `${verdict(largest.perDriver.rssBytes < 1024)}: ${kib(largest.perDriver.rssBytes)} of RSS per driver at ` +
+      `${int(largest.drivers)} drivers, every process (target < 1,024 B), of which ${kib(largest.perSession.rssBytes)} is the ` +
+      `session registry's (the primary's, the only copy)${rings}`;
+  const target14 =
+    notAt1m ??
+    (largest.perDriver.ingestSideRssBytes === undefined
+      ? 'not measured by role'
+      : `${verdict(largest.perDriver.ingestSideRssBytes <= 600)}: ${kib(largest.perDriver.ingestSideRssBytes)} of RSS per driver at ` +
+        `${int(largest.drivers)} drivers for the primary and the ingest workers (target ≤ 600 B); the ${r.httpWorkers} HTTP ` +
+        `workers' replicas ${kib(largest.perDriver.httpRssBytes)} more (${kib(largest.perDriver.rssBytes)} in all)${rings}`);
   const curve = r.results.find((x: any) => x.rssAsRingsFill?.length > 0);
   const text = [
     stamp(r),
@@ -524,40 +611,46 @@ function memorySection(r: any): { text: string; target: string } {
     table(
       [
         'live drivers',
-        'RSS per driver',
+        'RSS per driver, whole daemon',
+        'primary + ingest workers (issue 14)',
+        'HTTP workers (read replicas)',
         'V8 heap per driver',
         'typed arrays per driver',
-        'of which the session: RSS (primary + workers)',
-        'the live driver beyond its session: RSS (primary + workers)',
+        'of which the session: RSS (by process)',
+        'the live driver beyond its session: RSS (by process)',
         'ring points (100 sampled drivers)',
-        'cluster RSS',
-        'idle cluster RSS (baseline)',
+        'daemon RSS',
+        'idle daemon RSS (baseline)',
       ],
       rows,
     ),
     '',
-    `Whole cluster: the primary and ${r.workers} workers, each garbage-collected through the inspector before ` +
-      `it is measured; per driver = (loaded - idle) / drivers, the idle daemon measured in the same run. ` +
+    `Whole daemon: the primary, ${r.workers} ingest workers and ${r.httpWorkers ?? 0} HTTP workers, each garbage-collected ` +
+      `through the inspector before it is measured; per driver = (loaded - idle) / drivers, the idle daemon measured ` +
+      `in the same run; "by process" lists the primary, then the ingest workers, then the HTTP workers. ` +
       `"Of which the session": measured after PUT /v1/sessions and before any fix, per new session (at 1M: ` +
-      `the 900k added to the 100k). Typed arrays are the rings' slabs (in RSS, outside the V8 heap).` +
+      `the 900k added to the 100k). Typed arrays: their capacity (resident when touched), outside the V8 heap.` +
       (curve === undefined
         ? ''
         : ` As the rings fill at ${int(curve.drivers)} drivers, RSS per driver goes ${curve.rssAsRingsFill
             .map((c: any) => `${kib(c.rssBytesPerDriver)} at ${num(c.meanPoints, 0)} points`)
             .join(', ')}: a ring's slot is allocated whole when the driver arrives.`),
   ].join('\n');
-  return { text, target };
+  return { text, target, target14 };
 }
 
-function costSection(r: any): { text: string; target: string } {
-  if (r === null) return { text: 'No results yet: `node bench/cost-growth.ts`.', target: 'not measured' };
+function costSection(r: any): { text: string; target: string; target14: string } {
+  if (r === null)
+    return {
+      text: 'No results yet: `node bench/cost-growth.ts`.',
+      target: 'not measured',
+      target14: 'not measured',
+    };
   const rows = r.inProcess.map((x: any) => [
     int(x.drivers),
     int(x.pipelineNsPerDatagram),
     int(x.decodeNsPerDatagram),
-    num(x.treeUpdateShare, 3),
-    `${int(x.paddingM)} m`,
-    x.long === null ? '-' : `${int(x.long.pipelineNsPerDatagram)} (share ${num(x.long.treeUpdateShare, 3)})`,
+    x.shuffledNsPerDatagram === undefined ? '-' : int(x.shuffledNsPerDatagram),
     ...x.queries.map((q: any) => num(q.usPerQuery, 1)),
   ]);
   const d = r.daemonLevel;
@@ -576,47 +669,54 @@ function costSection(r: any): { text: string; target: string } {
     ? `Daemon-level check (bench/ingest.ts, same run, one worker, ${int(d.rate)}/s offered): ` +
       d.points.map((p: any) => `${num(p.cpuUsPerDatagram)} us at ${int(p.drivers)}`).join(', ') +
       ` drivers (bare receiver ${num(d.bareCpuUsPerDatagram)} us)` +
-      (m1 === null || m1 === undefined
+      (m1 === null
         ? '.'
         : `; with ${int(m1.drivers)} drivers (\`ingest.ts --1m\`, ${String(m1.date).slice(0, 16).replace('T', ' ')} UTC) ` +
           `${num(m1.cpuUsPerDatagram)} us (that run's bare receiver ${num(m1.bareCpuUsPerDatagram)} us): ` +
           `${num(m1.cpuUsPerDatagram / m1.bareCpuUsPerDatagram / (d.points[0].cpuUsPerDatagram / d.bareCpuUsPerDatagram))}x ` +
           `the ${int(d.points[0].drivers)}-driver cost, each taken relative to its run's bare receiver. The receive ` +
-          `path (the bare receiver's cost) is the same at every size and dilutes the growth; the drivers at 1M ` +
-          `have sent a few fixes each there, before most have left their first R-tree box (see the curve).`)
+          `path (the bare receiver's cost) is the same at every size and dilutes the growth.`)
     : `Daemon-level check: not available (${d.why}).`;
-  const ok = r.ratios.to >= 900_000 && r.ratios.pipeline <= 1.5;
-  const target =
-    r.ratios.to < 900_000
-      ? `not measured at 1M (largest ${int(r.ratios.to)})`
-      : `${verdict(ok)}: ${num(r.ratios.pipeline)}x the cost per datagram at ${int(r.ratios.to)} drivers vs ` +
-        `${int(r.ratios.from)} (target ≤ 1.5x): ${int(r.inProcess.at(-1).pipelineNsPerDatagram)} ns against ` +
-        `${int(r.inProcess[0].pipelineNsPerDatagram)} ns`;
+  const at1m = r.ratios.to >= 900_000;
+  const first = r.inProcess[0];
+  const last = r.inProcess.at(-1);
+  const target = !at1m
+    ? `not measured at 1M (largest ${int(r.ratios.to)})`
+    : `${verdict(r.ratios.pipeline <= 1.5)}: ${num(r.ratios.pipeline)}x the cost per datagram at ${int(r.ratios.to)} drivers vs ` +
+      `${int(r.ratios.from)} (target ≤ 1.5x): ${int(last.pipelineNsPerDatagram)} ns against ${int(first.pipelineNsPerDatagram)} ns`;
+  const target14 = !at1m
+    ? `not measured at 1M (largest ${int(r.ratios.to)})`
+    : `${verdict(r.ratios.pipeline <= 1.3)}: ${num(r.ratios.pipeline)}x (target ≤ 1.3x): ${int(last.pipelineNsPerDatagram)} ns ` +
+      `a datagram at ${int(r.ratios.to)} drivers against ${int(first.pipelineNsPerDatagram)} ns at ${int(r.ratios.from)}` +
+      (r.ratios.shuffled === undefined
+        ? ''
+        : `; with the fixes in a shuffled order ${num(r.ratios.shuffled)}x (${int(last.shuffledNsPerDatagram)} against ${int(first.shuffledNsPerDatagram)} ns)`);
   const text = [
     stamp(r),
     '',
     table(
       [
         'live drivers',
-        `ns/datagram, rounds ${r.comparedRounds.join('-')}`,
+        `ns/datagram, rounds ${r.comparedRounds.join('-')} (drivers' order)`,
         'decode alone, ns (baseline)',
-        'share of fixes moving the driver in the R-tree',
-        'R-tree padding',
-        'ns/datagram, rounds 38-40',
+        `ns/datagram, rounds ${(r.shuffledRounds ?? []).join('-')} (shuffled order)`,
         ...r.inProcess[0].queries.map((q: any) => `nearest-10 within ${q.radiusM / 1000} km, us`),
       ],
       rows,
     ),
     '',
-    `Ratios ${int(r.ratios.from)} -> ${int(r.ratios.to)}: per datagram ${num(r.ratios.pipeline)}x, decode ` +
-      `${num(r.ratios.decode)}x, nearest-10 ${r.ratios.queries.map((q: any) => `${num(q.ratio)}x at ${q.radiusM / 1000} km`).join(', ')}. ` +
-      `In-process on one Shard (the worker's per-datagram path minus the socket); each round is one fix from ` +
-      `every driver, and sizes are compared on the same rounds because the cost rises as drivers leave the ` +
-      `boxes they entered the R-tree with (the curve per round is in results/cost-growth.json).`,
+    `Ratios ${int(r.ratios.from)} -> ${int(r.ratios.to)}: per datagram ${num(r.ratios.pipeline)}x` +
+      (r.ratios.shuffled === undefined ? '' : ` (${num(r.ratios.shuffled)}x in a shuffled order)`) +
+      `, decode ${num(r.ratios.decode)}x, nearest-10 ${r.ratios.queries.map((q: any) => `${num(q.ratio)}x at ${q.radiusM / 1000} km`).join(', ')}. ` +
+      `In-process through the worker's own path minus the socket (src/ingest/ingest.ts over one Shard, in batches ` +
+      `of up to ${r.batch ?? 32} as a worker applies a burst of reads); each round is one fix from every driver. ` +
+      `The drivers' order is also their slots' (they were added in it); the shuffled rounds send the same fleet's ` +
+      `fixes in a fixed random order, what a worker sees once phones' phases and churn have scattered the slots. ` +
+      `Nearest-10: a Replica loaded from the shard's snapshot (what an HTTP worker answers with).`,
     '',
     daemon,
   ].join('\n');
-  return { text, target };
+  return { text, target, target14 };
 }
 
 function wireSection(r: any): { text: string; target: string } {
@@ -676,14 +776,13 @@ function microSection(): string {
       `**pipeline** (\`bench/pipeline.ts\`, ${p.date?.slice(0, 10)}):`,
       '',
       table(
-        ['drivers', 'decode ns', 'pipeline ns', 'pipeline / decode', 'tree update share', 'padding m'],
+        ['drivers', 'decode ns', 'pipeline ns', 'pipeline / decode', 'datagrams/s on one core'],
         p.results.map((x: any) => [
           int(x.drivers),
           int(x.decodeNsPerDatagram),
           int(x.pipelineNsPerDatagram),
           num(x.pipelineOverDecode),
-          num(x.treeUpdateShare, 3),
-          int(x.paddingM),
+          int(x.datagramsPerSecondOneCore),
         ]),
       ),
     );
@@ -736,6 +835,7 @@ function readme(ran: Outcome[], seconds: number): string {
   const wire = wireSection(load('wire-size'));
   const cold = coldStartSection(load('cold-start'));
   const replica = replicaSection(load('replica'));
+  const ingest1m = ingest1mTarget(load('ingest-1m'));
   const failed = (last?.outcomes ?? []).filter((o) => o.exitCode !== 0);
   return `# Benchmarks
 
@@ -743,10 +843,11 @@ Generated by \`npm run bench\` (bench/run.ts) from bench/results/*.json: do not 
 One question per file; every benchmark measures its baseline in the same run on the same seeded data.
 
 \`\`\`sh
-npm run bench              # everything, within 10 minutes on a 2-core machine
+npm run bench              # everything, within 15 minutes on a 2-core machine
 npm run bench -- --quick   # a first look, about 2 minutes (100k drivers only, fewer trials)
 node bench/ingest.ts       # one of them; then \`npm run bench -- --readme\` to refresh this page
 node bench/ingest.ts --1m  # one worker with 1M drivers: about 4 minutes, so not part of npm run bench
+node bench/cold-start.ts --1m  # a million drivers coming back at once: about 2 minutes, not part of it either
 \`\`\`
 
 Machine: ${m.cpuModel}, ${m.cores} cores, ${int(m.memoryBytes / 2 ** 30)} GiB, Node ${m.node}, Linux ${m.kernel}.
@@ -779,6 +880,16 @@ baseline from the same run rather than with another day's figure.
 | target | result |
 |---|---|
 | A 100k fleet whose first fixes arrive within one second is live again within 3 s without Redis, within the cap's arithmetic with it | ${cold.target} |
+
+## Targets (issue 14)
+
+| target | result |
+|---|---|
+| Whole daemon at 1M drivers: ≤ 600 B of RSS per driver, read replicas excluded | ${memory.target14} |
+| Cost per datagram at 1M ≤ 1.3x the cost at 10k, in-process | ${cost.target14} |
+| Daemon level: one worker with 1M drivers takes ≥ 150k datagrams/s with zero loss | ${ingest1m} |
+| Nearest-10 at 1M ≤ 3x its cost at 10k, in-process (the read replica's index) | ${replica.nearestTarget} |
+| A cold start of 1M drivers (all first fixes within 10 s) completes without the daemon refusing what it can hold | ${cold.target14} |
 
 ## 1. Ingest against the ceiling (\`bench/ingest.ts\`)
 

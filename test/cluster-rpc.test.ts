@@ -47,6 +47,37 @@ function pair() {
   return { a, b, flush, notes, close: () => (open = false) };
 }
 
+t.test('tellSoon coalesces one-way messages of a turn, and keeps the order of everything sent', async (t) => {
+  const p = pair();
+  p.a.tellSoon('note', 'one');
+  p.a.tellSoon('note', 'two');
+  const sum = p.a.call('add', 1, 1);
+  p.a.tellSoon('note', 'three');
+  p.a.tell('note', 'four');
+  p.a.tellSoon('note', 'five');
+  p.a.tellSoon('note', 'six');
+  p.flush();
+  t.same(p.notes, ['one', 'two', 'three', 'four'], 'a call or a tell sends what waits first');
+  t.equal(await sum, 2);
+  await new Promise((r) => setImmediate(r));
+  p.flush();
+  t.same(p.notes, ['one', 'two', 'three', 'four', 'five', 'six'], 'the rest at the end of the turn');
+  // What crosses: one message for each run of tellSoon.
+  const sent: unknown[] = [];
+  const a = new Rpc<Record<string, never>, Calc>(
+    { send: (m) => sent.push(m), connected: () => true },
+    {},
+    { timeoutMs: 100, peer: 'b' },
+  );
+  for (let i = 0; i < 10_000; i++) a.tellSoon('note', String(i));
+  await new Promise((r) => setImmediate(r));
+  t.same(
+    sent.map((m) => (m as { calls: unknown[] }).calls.length),
+    [8192, 1808],
+    'coalesced, at most 8,192 a message',
+  );
+});
+
 t.test('calls are typed end to end and answered in order; tells are one-way', async (t) => {
   const p = pair();
   const sum = p.a.call('add', 2, 3);

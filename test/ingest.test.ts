@@ -4,7 +4,7 @@ import { Ingest } from '../src/ingest/ingest.ts';
 import { Reason } from '../src/reasons.ts';
 import type { Resolved } from '../src/sessions/fetching-registry.ts';
 import { FAILED, type Lookup, PENDING, THROTTLED } from '../src/sessions/registry.ts';
-import { Shard } from '../src/store/shard.ts';
+import { NO_SLOT, Shard } from '../src/store/shard.ts';
 import { Prng } from './support/prng.ts';
 
 /**
@@ -30,7 +30,8 @@ interface World {
   clock: { nowMs: number; nowS: number };
 }
 
-function world(onClaim?: (w: World, id: string) => void): World {
+/** `batched`: datagrams wait for flush() (the test calls it), as the worker's wait for setImmediate. */
+function world(onClaim?: (w: World, id: string) => void, batched = false): World {
   const clock = { nowMs: NOW_S * 1000, nowS: NOW_S };
   const shard = new Shard({ trackPoints: 8, idleTimeoutS: 900 });
   const w = {
@@ -57,6 +58,7 @@ function world(onClaim?: (w: World, id: string) => void): World {
     registry,
     clock,
     idleTimeoutS: 900,
+    ...(batched ? { defer: () => {} } : {}),
     ports: {
       claim: (id) => {
         w.claims.push(id);
@@ -84,55 +86,65 @@ function balance(w: World): boolean {
   return c.received === c.accepted + rejected + w.ingest.held;
 }
 
-t.test('received = accepted + rejected + held after every step of 20,000 random ones', async (t) => {
-  const rnd = new Prng(15);
-  const w = world();
-  for (let lo = 1; lo <= 200; lo++) if (lo % 5 !== 0) w.sessions.set(lo, `d${lo}`);
-  let epoch = 0;
-  let broken = 0;
-  // Fix times move on a second every 40 steps, from 800 s ago: none stale or in the future.
-  const timeAt = (step: number): number => NOW_S - 800 + Math.floor(step / 40) + rnd.int(0, 1);
-  for (let step = 0; step < 20_000; step++) {
-    const op = rnd.int(0, 99);
-    const lo = rnd.int(1, 200);
-    if (op < 50) {
-      w.mode.value = rnd.chance(0.9) ? 'pending' : rnd.pick(['throttled', 'failed', 'cached'] as const);
-      const kind = rnd.int(0, 9);
-      if (kind === 0) w.ingest.datagram(new Uint8Array([0xff, 0xff, 0xff]));
-      else if (kind === 1) w.ingest.datagram(new Uint8Array(80));
-      else w.ingest.datagram(fixOf(lo, timeAt(step), 10_000_000 + rnd.int(-100, 100)));
-    } else if (op < 70 && w.pending.length > 0) {
-      const p = rnd.pick(w.pending);
-      resolve(w, p, rnd.chance(0.1) ? FAILED : undefined);
-    } else if (op < 85 && w.claims.length > 0) {
-      const id = w.claims.splice(rnd.int(0, w.claims.length - 1), 1)[0]!;
-      w.ingest.grant(id, ++epoch, null, null);
-    } else if (op < 90) {
-      w.ingest.revoke(1, lo);
-    } else if (op < 95) {
-      w.ingest.remove(`d${lo}`);
-    } else if (op < 97) {
-      w.clock.nowMs += 6000;
-      w.ingest.expireClaims();
-      w.claims.length = 0;
-    } else if (w.shard.drivers.has(`d${lo}`)) {
-      w.ingest.release(`d${lo}`);
-    }
-    if (!balance(w)) broken++;
-  }
-  t.equal(broken, 0, 'the balance held at every step');
-  // Settle everything still held: lookups answered, claims granted.
-  for (const lo of [...w.pending]) resolve(w, lo);
-  for (const id of w.claims.splice(0)) w.ingest.grant(id, ++epoch, null, null);
-  t.equal(w.ingest.held, 0, 'nothing left held');
-  t.ok(balance(w), 'received = accepted + rejected');
-  const c = w.ingest.counters;
-  t.ok(
-    c.accepted > 1000 && c.rejected[Reason.malformed]! > 0 && c.rejected[Reason.unknownSession]! > 0,
-    'a mix',
+for (const batched of [false, true]) {
+  t.test(
+    `received = accepted + rejected + held after every step of 20,000 random ones${batched ? ', in batches' : ''}`,
+    async (t) => {
+      const rnd = new Prng(15);
+      const w = world(undefined, batched);
+      for (let lo = 1; lo <= 200; lo++) if (lo % 5 !== 0) w.sessions.set(lo, `d${lo}`);
+      let epoch = 0;
+      let broken = 0;
+      // Fix times move on a second every 40 steps, from 800 s ago: none stale or in the future.
+      const timeAt = (step: number): number => NOW_S - 800 + Math.floor(step / 40) + rnd.int(0, 1);
+      for (let step = 0; step < 20_000; step++) {
+        const op = rnd.int(0, 99);
+        const lo = rnd.int(1, 200);
+        if (op < 50) {
+          w.mode.value = rnd.chance(0.9) ? 'pending' : rnd.pick(['throttled', 'failed', 'cached'] as const);
+          const kind = rnd.int(0, 9);
+          if (kind === 0) w.ingest.datagram(new Uint8Array([0xff, 0xff, 0xff]));
+          else if (kind === 1) w.ingest.datagram(new Uint8Array(80));
+          else w.ingest.datagram(fixOf(lo, timeAt(step), 10_000_000 + rnd.int(-100, 100)));
+        } else if (op < 70 && w.pending.length > 0) {
+          const p = rnd.pick(w.pending);
+          resolve(w, p, rnd.chance(0.1) ? FAILED : undefined);
+        } else if (op < 85 && w.claims.length > 0) {
+          const id = w.claims.splice(rnd.int(0, w.claims.length - 1), 1)[0]!;
+          w.ingest.grant(id, ++epoch, null, null);
+        } else if (op < 90) {
+          w.ingest.revoke(1, lo);
+        } else if (op < 95) {
+          w.ingest.remove(`d${lo}`);
+        } else if (op < 97) {
+          w.clock.nowMs += 6000;
+          w.ingest.expireClaims();
+          w.claims.length = 0;
+        } else if (w.shard.byId(`d${lo}`) !== NO_SLOT) {
+          w.ingest.release(`d${lo}`);
+        }
+        // Batched: the staged datagrams are applied now and then (the worker: after each burst of reads).
+        if (batched && rnd.chance(0.3)) w.ingest.flush();
+        if (!balance(w)) broken++;
+      }
+      w.ingest.flush();
+      t.equal(broken, 0, 'the balance held at every step');
+      // Settle everything still held: lookups answered, claims granted.
+      for (const lo of [...w.pending]) resolve(w, lo);
+      for (const id of w.claims.splice(0)) w.ingest.grant(id, ++epoch, null, null);
+      t.equal(w.ingest.held, 0, 'nothing left held');
+      t.ok(balance(w), 'received = accepted + rejected');
+      const c = w.ingest.counters;
+      t.ok(
+        c.accepted > 1000 && c.rejected[Reason.malformed]! > 0 && c.rejected[Reason.unknownSession]! > 0,
+        'a mix',
+      );
+      t.comment(
+        `received ${c.received}, accepted ${c.accepted}, by reason ${Array.from(c.rejected).join(',')}`,
+      );
+    },
   );
-  t.comment(`received ${c.received}, accepted ${c.accepted}, by reason ${Array.from(c.rejected).join(',')}`);
-});
+}
 
 t.test(
   'a grant that arrives while held fixes are being applied: each fix once, with its own values',
@@ -148,7 +160,7 @@ t.test(
     w.sessions.set(8, 'd8');
     w.ingest.datagram(fixOf(8, NOW_S - 10, 55_000_000));
     resolve(w, 7);
-    const d = w.shard.drivers.get('d7')!;
+    const d = w.shard.byId('d7');
     t.same(
       w.shard.points(d).filter((_, i) => i % 3 === 0),
       [10_000_000, 10_000_100, 10_000_200, 10_000_300, 10_000_400],
@@ -179,4 +191,45 @@ t.test('fixes held for a claim: counted when it is granted, given up, revoked or
   // A grant for a claim given up: the directory is told to forget the driver.
   w.ingest.grant('d4', 9, null, null);
   t.same(w.dropped, [['d4', 9]]);
+});
+
+t.test('a batch gives what one datagram at a time gives', async (t) => {
+  const rnd = new Prng(0xba7c);
+  // Two worlds fed the same datagrams: one applies each at once, the other in batches of 1 to 40.
+  const worlds = [world(), world(undefined, true)];
+  for (const w of worlds) {
+    w.mode.value = 'cached';
+    for (let lo = 1; lo <= 80; lo++) w.sessions.set(lo, `d${lo}`);
+    for (let lo = 1; lo <= 60; lo++) w.shard.add(`d${lo}`, `C-d${lo}`, 1, lo, NOW_S * 1000);
+  }
+  let batch = 0;
+  for (let step = 0; step < 6000; step++) {
+    const kind = rnd.int(0, 19);
+    // Mostly fixes of known drivers, some twice in a batch, some stale, wild or malformed, some of
+    // sessions without a driver (a claim each).
+    const lo = kind === 0 ? rnd.int(61, 80) : rnd.int(1, 60);
+    const buf =
+      kind === 1
+        ? new Uint8Array([0x0a, 0xff])
+        : fixOf(lo, NOW_S - 500 + Math.floor(step / 60) + rnd.int(-1, 1), 10_000_000 + rnd.int(-2000, 2000));
+    for (const w of worlds) w.ingest.datagram(buf);
+    if (++batch >= rnd.int(1, 40)) {
+      worlds[1]!.ingest.flush();
+      batch = 0;
+    }
+  }
+  worlds[1]!.ingest.flush();
+  const [a, b] = worlds as [World, World];
+  t.same([...b.ingest.counters.rejected], [...a.ingest.counters.rejected], 'the same refusals');
+  t.equal(b.ingest.counters.accepted, a.ingest.counters.accepted, 'the same accepted');
+  t.same(b.claims, a.claims, 'the same claims, in the same order');
+  t.equal(a.claims.length, 20);
+  t.equal(b.ingest.held, a.ingest.held, 'the same fixes held for the claims');
+  for (let lo = 1; lo <= 60; lo++) {
+    const sa = a.shard.byId(`d${lo}`);
+    const sb = b.shard.byId(`d${lo}`);
+    t.same(b.shard.points(sb), a.shard.points(sa), `d${lo}: the same ring`);
+    t.same({ ...b.shard.view(sb), slot: 0 }, { ...a.shard.view(sa), slot: 0 }, `d${lo}: the same state`);
+  }
+  t.ok(balance(a) && balance(b));
 });

@@ -77,6 +77,23 @@ t.test('an unknown session is fetched once, then answered from the cache', async
   t.same(s.reg.outcomes, { cache_hit: 1, primary_hit: 1, unknown: 2, error: 0, rate_limited: 0 });
 });
 
+t.test('expired answers leave the caches at the next purge, with nothing new arriving', async (t) => {
+  const s = setup();
+  s.primary.set(1, 2, { driverId: 'd1', cab: 'C1' });
+  s.reg.lookup(1, 2);
+  s.reg.lookup(3, 4);
+  await tick();
+  s.primaryAnswers();
+  s.deliver();
+  t.same(s.reg.cached, { known: 1, unknown: 1 });
+  s.advance(5_000);
+  s.reg.purge();
+  t.same(s.reg.cached, { known: 1, unknown: 0 }, 'the unknown one after its 5 s');
+  s.advance(55_000);
+  s.reg.purge();
+  t.same(s.reg.cached, { known: 0, unknown: 0 }, 'the known one after its 60 s');
+});
+
 t.test('a registration clears the negative cache; a revocation refuses at once', async (t) => {
   const s = setup();
   t.equal(s.reg.lookup(5, 6), PENDING);

@@ -142,7 +142,7 @@ t.test('shards agree with a plain Map after random operations', async (t) => {
     } else if (op === 6) {
       // Handoff to the other shard, with ring and trip.
       const from = shards[m.shard]!;
-      const d = from.drivers.get(m.id)!;
+      const d = from.byId(m.id);
       const state = from.exportState(d);
       from.remove(d, 'released');
       m.shard = 1 - m.shard;
@@ -151,7 +151,7 @@ t.test('shards agree with a plain Map after random operations', async (t) => {
       send(m, m.lat, m.lon);
     } else if (op === 7) {
       const s = shards[m.shard]!;
-      s.remove(s.drivers.get(m.id)!, rnd.chance(0.5) ? 'deleted' : 'revoked');
+      s.remove(s.byId(m.id), rnd.chance(0.5) ? 'deleted' : 'revoked');
       if (m.order !== 0) expectedEnds.push(String(m.order));
       model.delete(m.id);
     } else if (op === 8 && rnd.chance(0.01)) {
@@ -215,20 +215,31 @@ t.test('shards agree with a plain Map after random operations', async (t) => {
     for (const [i, shard] of shards.entries()) {
       const mine = [...model.values()].filter((x) => x.shard === i);
       const v = shard.inspect();
-      t.same([...shard.drivers.keys()].sort(), mine.map((x) => x.id).sort(), `step ${step}: shard ${i} ids`);
-      t.equal(v.sessions, mine.length, `step ${step}: shard ${i} session map`);
-      t.equal(v.cabs, mine.length, `step ${step}: shard ${i} cab map`);
+      const ids: string[] = [];
+      shard.forEach((slot) => {
+        ids.push(shard.id(slot));
+      });
+      t.same(ids.sort(), mine.map((x) => x.id).sort(), `step ${step}: shard ${i} ids`);
+      t.equal(shard.size, mine.length, `step ${step}: shard ${i} size`);
+      t.equal(v.sessions, mine.length, `step ${step}: shard ${i} session index`);
+      t.equal(v.cabs, mine.length, `step ${step}: shard ${i} cab index`);
+      const expiry = v.expiryOrder.map((slot) => shard.id(slot));
       t.same(
-        v.expiryOrder.map((d) => d.id),
-        [...mine].sort((a, b) => a.seenAt - b.seenAt || order(v.expiryOrder, a.id, b.id)).map((x) => x.id),
+        expiry,
+        [...mine].sort((a, b) => a.seenAt - b.seenAt || order(expiry, a.id, b.id)).map((x) => x.id),
         `step ${step}: shard ${i} expiry order`,
       );
-      t.equal(v.trips, mine.filter((x) => x.order !== 0).length, `step ${step}: shard ${i} active trips`);
+      const trips = mine.filter((x) => x.order !== 0).length;
+      t.equal(v.trips, trips, `step ${step}: shard ${i} active trips`);
+      t.equal(v.tripIndex, trips, `step ${step}: shard ${i} trip index`);
       for (const x of mine) {
-        const d = shard.drivers.get(x.id)!;
+        const d = shard.byId(x.id);
+        t.equal(shard.bySession(x.hi, x.lo), d, `step ${step}: ${x.id} by session`);
+        t.equal(shard.byCab(x.cab), d, `step ${step}: ${x.id} by cab`);
         t.same(shard.points(d), x.points, `step ${step}: ${x.id} ring`);
-        t.equal(d.latE6, x.latE6);
-        t.equal(d.lonE6, x.lonE6);
+        t.equal(shard.latE6(d), x.latE6);
+        t.equal(shard.lonE6(d), x.lonE6);
+        t.equal(shard.seenAtMs(d), x.seenAt);
         if (x.order !== 0) {
           const trip = shard.trip(String(x.order))!;
           t.equal(trip.active, true);
@@ -248,8 +259,8 @@ t.test('shards agree with a plain Map after random operations', async (t) => {
 });
 
 /** Equal seenAt: the list keeps insertion order, which the model does not track; take the list's. */
-function order(list: { id: string }[], a: string, b: string): number {
-  return list.findIndex((d) => d.id === a) - list.findIndex((d) => d.id === b);
+function order(list: string[], a: string, b: string): number {
+  return list.indexOf(a) - list.indexOf(b);
 }
 
 /** A shard's publisher, writing its frames to a stream (an array standing in for the socket). */

@@ -1,4 +1,5 @@
 import type { DriverState, TripRecord } from '../store/driver.ts';
+import { Names } from '../store/names.ts';
 
 /**
  * The directory of which ingest worker owns which driver, and the handoffs between them, with trip
@@ -37,26 +38,31 @@ export interface HandoffPorts {
   endTrip(record: TripRecord): void;
 }
 
-interface Entry {
-  /** The worker that holds the driver, or -1 while none does. */
-  owner: number;
-  epoch: number;
-  /** A handoff is under way: its claimant. -1 when none is. */
-  busy: number;
-  /** Claims waiting for the handoff under way, oldest first. */
-  waiting: number[];
-  /**
-   * State released for a claimant that died before its grant: the next claimant gets it (the ring and
-   * the trip), instead of it being lost.
-   */
-  stash: DriverState | null;
-}
-
 const NONE = -1;
 
 export class Handoff {
   readonly #ports: HandoffPorts;
-  readonly #entries = new Map<string, Entry>();
+  /**
+   * The directory, one entry per driver, with no object per driver (a Map of entry objects was about
+   * 100 B a driver of the primary's memory at a million; bench/memory.ts, issue 14): the driver's id
+   * interned in a Names arena (src/store/names.ts), whose slot is the entry's number in these arrays.
+   */
+  readonly #ids = new Names();
+  /** The worker that holds the driver, or NONE while none does. */
+  #owner = new Int32Array(1024);
+  /** The count of the driver's grants. */
+  #epoch = new Uint32Array(1024);
+  /** A handoff is under way: its claimant. NONE when none is. */
+  #busy = new Int32Array(1024);
+  #free: number[] = [];
+  #next = 0;
+  /** Claims waiting for the handoff under way, oldest first, by entry (only while one is). */
+  readonly #waiting = new Map<number, number[]>();
+  /**
+   * State released for a claimant that died before its grant, by entry: the next claimant gets it
+   * (the ring and the trip), instead of it being lost.
+   */
+  readonly #stash = new Map<number, DriverState>();
   /** Trips read back whose drivers no worker holds, by driver id: the next grant resumes each. */
   readonly #resumable = new Map<string, TripRecord>();
   /** Read-backs in order: a claim of a driver no one holds waits for all of them. */
@@ -68,7 +74,7 @@ export class Handoff {
 
   /** Drivers in the directory (owned, or being handed over). */
   get size(): number {
-    return this.#entries.size;
+    return this.#ids.size;
   }
 
   /** Trips read back and waiting for their drivers. */
@@ -78,8 +84,8 @@ export class Handoff {
 
   /** The worker that holds the driver, if any (during a handoff: the one that held it before). */
   owner(id: string): number | undefined {
-    const e = this.#entries.get(id);
-    return e === undefined || e.owner === NONE ? undefined : e.owner;
+    const e = this.#ids.find(id);
+    return e === NONE || this.#owner[e] === NONE ? undefined : this.#owner[e];
   }
 
   /**
@@ -100,14 +106,15 @@ export class Handoff {
   }
 
   claim(id: string, w: number): void {
-    let e = this.#entries.get(id);
-    if (e === undefined) {
-      e = { owner: NONE, epoch: 0, busy: NONE, waiting: [], stash: null };
-      this.#entries.set(id, e);
-    }
-    if (e.busy !== NONE) {
+    let e = this.#ids.find(id);
+    if (e === NONE) e = this.#add(id);
+    if (this.#busy[e] !== NONE) {
       // Its turn comes when the handoff under way is done; repeats of one claim count once.
-      if (e.busy !== w && e.waiting.at(-1) !== w) e.waiting.push(w);
+      const q = this.#waiting.get(e);
+      if (this.#busy[e] !== w && q?.at(-1) !== w) {
+        if (q === undefined) this.#waiting.set(e, [w]);
+        else q.push(w);
+      }
       return;
     }
     this.#start(id, e, w);
@@ -115,15 +122,15 @@ export class Handoff {
 
   /** The worker let the driver go on its own (expired, revoked) while it owned it with this epoch. */
   drop(id: string, w: number, epoch: number): void {
-    const e = this.#entries.get(id);
-    if (e === undefined || e.busy !== NONE || e.owner !== w || e.epoch !== epoch) return;
-    this.#entries.delete(id);
+    const e = this.#ids.find(id);
+    if (e === NONE || this.#busy[e] !== NONE || this.#owner[e] !== w || this.#epoch[e] !== epoch) return;
+    this.#delete(e);
   }
 
   /** The driver was deleted through the API: forget it (a handoff under way still completes). */
   forget(id: string): void {
-    const e = this.#entries.get(id);
-    if (e !== undefined && e.busy === NONE) this.#entries.delete(id);
+    const e = this.#ids.find(id);
+    if (e !== NONE && this.#busy[e] === NONE) this.#delete(e);
     this.#resumable.delete(id);
   }
 
@@ -133,13 +140,18 @@ export class Handoff {
    */
   workerDied(w: number): string[] {
     const orphans: string[] = [];
-    for (const [id, e] of this.#entries) {
-      if (e.owner !== w) continue;
-      e.owner = NONE;
-      if (e.busy === NONE && e.waiting.length === 0) this.#entries.delete(id);
+    for (let e = 0; e < this.#next; e++) {
+      if (this.#owner[e] !== w || !this.#ids.has(e)) continue;
+      const id = this.#ids.id(e);
+      this.#owner[e] = NONE;
+      if (this.#busy[e] === NONE && !this.#waiting.has(e)) this.#delete(e);
       orphans.push(id);
     }
-    for (const [, e] of this.#entries) e.waiting = e.waiting.filter((x) => x !== w);
+    for (const [e, q] of this.#waiting) {
+      const left = q.filter((x) => x !== w);
+      if (left.length > 0) this.#waiting.set(e, left);
+      else this.#waiting.delete(e);
+    }
     if (orphans.length > 0) void this.readBack(new Set(orphans));
     return orphans;
   }
@@ -156,13 +168,38 @@ export class Handoff {
     return n;
   }
 
-  #start(id: string, e: Entry, w: number): void {
-    e.busy = w;
-    const prev = e.owner;
-    if (e.stash !== null) {
-      const state = e.stash;
-      e.stash = null;
-      this.#finish(id, e, w, state, null);
+  /** A new entry, nobody's. */
+  #add(id: string): number {
+    const e = this.#free.pop() ?? this.#next++;
+    if (e >= this.#owner.length) {
+      const n = this.#owner.length * 2;
+      this.#owner = grown(this.#owner, new Int32Array(n));
+      this.#epoch = grown(this.#epoch, new Uint32Array(n));
+      this.#busy = grown(this.#busy, new Int32Array(n));
+    }
+    this.#ids.setText(e, id, '');
+    this.#owner[e] = NONE;
+    this.#epoch[e] = 0;
+    this.#busy[e] = NONE;
+    return e;
+  }
+
+  #delete(e: number): void {
+    this.#ids.delete(e);
+    this.#waiting.delete(e);
+    this.#stash.delete(e);
+    this.#free.push(e);
+  }
+
+  // An entry with a handoff under way (busy) is never deleted, so `e` stays this driver's through the
+  // callbacks below.
+  #start(id: string, e: number, w: number): void {
+    this.#busy[e] = w;
+    const prev = this.#owner[e]!;
+    const stash = this.#stash.get(e);
+    if (stash !== undefined) {
+      this.#stash.delete(e);
+      this.#finish(id, e, w, stash, null);
     } else if (prev !== NONE && prev !== w && this.#ports.alive(prev)) {
       // The driver's fixes now reach another worker (its NAT mapping changed): move it, ring and trip.
       this.#ports.release(prev, id, (state) => {
@@ -175,7 +212,7 @@ export class Handoff {
     }
   }
 
-  #resume(id: string, e: Entry, w: number): void {
+  #resume(id: string, e: number, w: number): void {
     this.#readBacks.then(() => {
       const trip = this.#resumable.get(id) ?? null;
       this.#resumable.delete(id);
@@ -183,20 +220,27 @@ export class Handoff {
     });
   }
 
-  #finish(id: string, e: Entry, w: number, state: DriverState | null, resume: TripRecord | null): void {
-    e.busy = NONE;
+  #finish(id: string, e: number, w: number, state: DriverState | null, resume: TripRecord | null): void {
+    this.#busy[e] = NONE;
     if (this.#ports.alive(w)) {
-      e.owner = w;
-      e.epoch++;
-      this.#ports.grant(w, id, e.epoch, state, resume);
+      this.#owner[e] = w;
+      this.#epoch[e]!++;
+      this.#ports.grant(w, id, this.#epoch[e]!, state, resume);
     } else {
       // The claimant died meanwhile: keep what it would have got for the next claimant.
-      e.owner = NONE;
-      if (state !== null) e.stash = state;
+      this.#owner[e] = NONE;
+      if (state !== null) this.#stash.set(e, state);
       else if (resume !== null) this.#resumable.set(id, resume);
     }
-    const next = e.waiting.shift();
+    const q = this.#waiting.get(e);
+    const next = q?.shift();
+    if (q !== undefined && q.length === 0) this.#waiting.delete(e);
     if (next !== undefined) this.#start(id, e, next);
-    else if (e.owner === NONE && e.stash === null && this.#entries.get(id) === e) this.#entries.delete(id);
+    else if (this.#owner[e] === NONE && !this.#stash.has(e) && this.#ids.has(e)) this.#delete(e);
   }
+}
+
+function grown<T extends Int32Array | Uint32Array>(from: T, to: T): T {
+  to.set(from as never);
+  return to;
 }

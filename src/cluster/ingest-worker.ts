@@ -21,8 +21,7 @@ import { PrimaryRegistry } from '../sessions/primary-registry.ts';
 import { RedisRegistry } from '../sessions/redis-registry.ts';
 import type { SessionRegistry } from '../sessions/registry.ts';
 import { SessionRecheck } from '../sessions/session-recheck.ts';
-import { type Driver, tripRecord } from '../store/driver.ts';
-import { Shard } from '../store/shard.ts';
+import { NO_SLOT, Shard } from '../store/shard.ts';
 import { noTrips, type TripSink, TripStore } from '../trips/trip-store.ts';
 import { CoarseClock } from './clock.ts';
 import type { DriverDetail, IngestApi, PrimaryForIngest } from './protocol.ts';
@@ -55,7 +54,7 @@ export function startIngestWorker(config: Config, runDir: string): void {
       ingest.counters.tripsEnded++;
       trips.end(record);
     },
-    onDriverRemoved: (d, why) => ingest.driverRemoved(d, why),
+    onDriverRemoved: (driverId, epoch, why) => ingest.driverRemoved(driverId, epoch, why),
   });
 
   const rpc = new Rpc<IngestApi, PrimaryForIngest>(
@@ -82,22 +81,22 @@ export function startIngestWorker(config: Config, runDir: string): void {
         return removed;
       },
       remove: (driverId) => {
-        const d = shard.drivers.get(driverId);
+        const slot = shard.byId(driverId);
         // The primary revokes the driver's session too; with Redis it only learns the session from here.
-        if (d !== undefined) registry.forget(d.sessionHi, d.sessionLo);
+        if (slot !== NO_SLOT) registry.forget(shard.sessionHi(slot), shard.sessionLo(slot));
         const r = ingest.remove(driverId);
         if (r.removed) publishNow();
         return r;
       },
-      driver: (driverId) => detail(shard.drivers.get(driverId)),
+      driver: (driverId) => detail(shard.byId(driverId)),
       cab: (cab) => detail(shard.byCab(cab)),
       trip: (orderId) => shard.trip(orderId) ?? null,
       paths: async (ids, deadlineMs) => {
         const out: Record<string, Awaited<ReturnType<PathMatcher['path']>>> = {};
         await Promise.all(
           ids.map(async (driverId) => {
-            const d = shard.drivers.get(driverId);
-            if (d !== undefined) out[driverId] = await paths.path(driverId, shard.points(d), deadlineMs);
+            const slot = shard.byId(driverId);
+            if (slot !== NO_SLOT) out[driverId] = await paths.path(driverId, shard.points(slot), deadlineMs);
           }),
         );
         return out;
@@ -107,7 +106,7 @@ export function startIngestWorker(config: Config, runDir: string): void {
     { timeoutMs: config.queryTimeoutMs, peer: 'primary' },
   );
 
-  const registry: SessionRegistry & { outcomes: Record<string, number>; close(): void } =
+  const registry: SessionRegistry & { outcomes: Record<string, number>; purge(): void; close(): void } =
     redis === null
       ? new PrimaryRegistry({
           fetch: (his, los, done) =>
@@ -127,11 +126,11 @@ export function startIngestWorker(config: Config, runDir: string): void {
   const recheck =
     registry instanceof RedisRegistry
       ? new SessionRecheck({
-          drivers: shard.drivers,
+          shard,
           exist: (his, los) => registry.exist(his, los),
           up: () => registry.up,
           periodS: config.sessionRecheckS,
-          gone: (d: Driver) => shard.remove(d, 'revoked'),
+          gone: (slot) => shard.remove(slot, 'revoked'),
         })
       : null;
 
@@ -140,8 +139,13 @@ export function startIngestWorker(config: Config, runDir: string): void {
     registry,
     clock,
     idleTimeoutS: config.idleTimeoutS,
+    // A burst of datagrams (up to 32 a socket per event-loop turn) is applied after the turn's reads.
+    defer: (flush) => {
+      setImmediate(flush);
+    },
     ports: {
-      claim: (driverId) => rpc.tell('claim', driverId),
+      // Coalesced: a fleet coming back at once claims its drivers by the thousand a turn.
+      claim: (driverId) => rpc.tellSoon('claim', driverId),
       dropped: (driverId, epoch) => dropped.push([driverId, epoch]),
     },
   });
@@ -180,9 +184,10 @@ export function startIngestWorker(config: Config, runDir: string): void {
     });
   }
 
-  const detail = async (d: Driver | undefined): Promise<DriverDetail | null> => {
-    if (d === undefined || d.time === 0) return null;
-    const p = shard.points(d);
+  const detail = async (slot: number): Promise<DriverDetail | null> => {
+    if (slot === NO_SLOT || shard.time(slot) === 0) return null;
+    const d = shard.view(slot);
+    const p = shard.points(slot);
     const points: DriverDetail['points'] = [];
     for (let i = 0; i < p.length; i += 3)
       points.push({ lat: p[i]! / 1e6, lon: p[i + 1]! / 1e6, time: p[i + 2]! });
@@ -195,12 +200,12 @@ export function startIngestWorker(config: Config, runDir: string): void {
       speed: d.speed,
       bearing: d.bearing,
       free: d.free,
-      orderId: d.trip?.orderId ?? null,
+      orderId: d.orderId,
       seenAt: new Date(d.seenAtMs).toISOString(),
       points,
       // The recent points along the roads (raw fixes, matched false, when OSRM cannot match them).
       track: await paths.track(d.id, p, config.pathDeadlineMs),
-      trip: d.trip === null ? null : (shard.trip(d.trip.orderId) ?? null),
+      trip: d.orderId === null ? null : (shard.trip(d.orderId) ?? null),
     };
   };
 
@@ -247,17 +252,16 @@ export function startIngestWorker(config: Config, runDir: string): void {
     }
   };
   const publishTimer = setInterval(publishNow, config.publishMs);
+  // Without Redis there is nowhere to write trips: no scan of the shard for them.
+  const syncTrips = trips === noTrips ? () => {} : () => shard.syncTrips((record) => trips.update(record));
   const houseTimer = setInterval(() => {
     clock.tick();
     ingest.counters.expired += shard.expire(clock.nowMs);
     recheck?.tick();
     ingest.expireClaims();
+    registry.purge();
     // Trips that moved since their last write go to Redis once a second: a crash loses at most that.
-    shard.forEachActiveTrip((trip) => {
-      if (trip.synced === trip.points) return;
-      trip.synced = trip.points;
-      trips.update(tripRecord(trip, true));
-    });
+    syncTrips();
   }, 1000);
 
   const socket = dgram.createSocket({

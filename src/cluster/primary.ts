@@ -10,7 +10,7 @@ import { log } from '../log.ts';
 import { addRedisMetrics, clusterMetricsText, primaryMetrics } from '../metrics.ts';
 import { connectRedis } from '../redis/connect.ts';
 import { RedisRegistry } from '../sessions/redis-registry.ts';
-import type { SessionInfo } from '../sessions/registry.ts';
+import type { SessionMatch } from '../sessions/registry.ts';
 import { SessionTable } from '../sessions/session-table.ts';
 import type { TripRecord } from '../store/driver.ts';
 import { TripStore } from '../trips/trip-store.ts';
@@ -94,7 +94,8 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
   const tripStore = redis === null ? null : new TripStore({ redis });
 
   const handoff = new Handoff({
-    grant: (w, id, epoch, state, resume) => ingest.get(w)?.rpc.tell('grant', id, epoch, state, resume),
+    // Coalesced, and sent before anything else to that worker (a release must not overtake a grant).
+    grant: (w, id, epoch, state, resume) => ingest.get(w)?.rpc.tellSoon('grant', id, epoch, state, resume),
     release: (w, id, done) => {
       const m = ingest.get(w);
       if (m === undefined) done(undefined);
@@ -289,13 +290,13 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
       const removed = await askAll(syncedIngest(), (m) => m.rpc.call('revoke', hi, lo));
       return known || removed.some((r) => r);
     },
-    deleteDriver: (id) => removeDrivers((s) => s.driverId === id, [id]),
+    deleteDriver: (id) => removeDrivers({ driverIds: new Set([id]) }, [id]),
     async deleteCab(cab) {
       const ids = new Set<string>();
       const live = await askAll(readyIngest(), (m) => m.rpc.call('cab', cab));
       for (const d of live) if (d !== null) ids.add(d.id);
       // Offline drivers of the cab are found through their sessions (removeDrivers revokes them).
-      return removeDrivers((s) => s.cab === cab || ids.has(s.driverId), [...ids]);
+      return removeDrivers({ driverIds: ids, cab }, [...ids]);
     },
     async metrics() {
       const parts: MetricsJson[] = [
@@ -344,7 +345,7 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
    * live: this table, or Redis (a SCAN; before, with Redis nothing was found for a driver that was not
    * live, and the API answered 404: issue 15).
    */
-  const removeDrivers = async (match: (s: SessionInfo) => boolean, ids: string[]): Promise<boolean> => {
+  const removeDrivers = async (match: SessionMatch, ids: string[]): Promise<boolean> => {
     const sessions: Array<[number, number]> =
       redisSessions !== null ? await redisCall(redisSessions.find(match)) : table!.find(match);
     if (table !== null) for (const [hi, lo] of sessions) table.delete(hi, lo);

@@ -8,6 +8,7 @@ import { HttpError, PeerGoneError, RemoteError, RpcTimeoutError } from '../error
  *   { rpc: 'fail', id, code, message, ... }  its error (the handler threw or rejected; an HttpError
  *                                            keeps its status and parameter)
  *   { rpc: 'tell', method, args }            a one-way message
+ *   { rpc: 'tells', method, calls }          one-way messages of one method, in order (tellSoon)
  *
  * Each side declares the methods it serves (`Local`) and those of the other side (`Remote`), so a call
  * site gets the answer's type from the interface, not from a cast. Handlers may return a value or a
@@ -20,6 +21,11 @@ import { HttpError, PeerGoneError, RemoteError, RpcTimeoutError } from '../error
  * must, before a revocation that follows it) uses it instead of call(), whose promise resolves a
  * microtask later, after every message of the same chunk. Both time out, and fail at once when the
  * channel closes.
+ *
+ * tellSoon() coalesces the one-way messages of one method told in one event-loop turn into one message,
+ * sent at the end of the turn, or at once before anything else this side sends (so the order of all
+ * messages is kept). A million drivers coming back at once cost the primary a claim and the worker a
+ * grant each: one IPC message each was more than the two cores had (bench/cold-start.ts --1m, issue 14).
  */
 export type Methods = { [name: string]: (...args: any[]) => unknown };
 
@@ -42,7 +48,11 @@ export type RpcMessage =
   | { rpc: 'call'; id: number; method: string; args: unknown[] }
   | { rpc: 'done'; id: number; value: unknown }
   | { rpc: 'fail'; id: number; code: string; message: string; status?: number; parameter?: string }
-  | { rpc: 'tell'; method: string; args: unknown[] };
+  | { rpc: 'tell'; method: string; args: unknown[] }
+  | { rpc: 'tells'; method: string; calls: unknown[][] };
+
+/** One-way messages coalesced into one message, at most (a few hundred kB of ids). */
+const MAX_COALESCED = 8192;
 
 export interface RpcOptions {
   /** A call with no answer by then fails with RpcTimeoutError; 0 for no limit. */
@@ -60,6 +70,14 @@ export class Rpc<Local extends Methods, Remote extends Methods> {
   readonly #waiting = new Map<number, Waiting>();
   #next = 1;
   #closed = false;
+  /** tellSoon()'s messages not sent yet, all of one method. */
+  #soonMethod = '';
+  #soon: unknown[][] = [];
+  #soonScheduled = false;
+  readonly #flushSoon = (): void => {
+    this.#soonScheduled = false;
+    this.#sendSoon();
+  };
 
   constructor(channel: Channel, local: Local, options: RpcOptions) {
     this.#channel = channel;
@@ -102,13 +120,32 @@ export class Rpc<Local extends Methods, Remote extends Methods> {
       }, this.#o.timeoutMs);
     }
     this.#waiting.set(id, w);
+    this.#sendSoon();
     this.#channel.send({ rpc: 'call', id, method, args } satisfies RpcMessage);
   }
 
   /** A one-way message. */
   tell<K extends keyof Remote & string>(method: K, ...args: Args<Remote[K]>): void {
     if (this.#closed || !this.#channel.connected()) return;
+    this.#sendSoon();
     this.#channel.send({ rpc: 'tell', method, args } satisfies RpcMessage);
+  }
+
+  /**
+   * A one-way message, sent with the others of the same method told in this event-loop turn (see the
+   * class comment); the other side's handler is called once for each, in order.
+   */
+  tellSoon<K extends keyof Remote & string>(method: K, ...args: Args<Remote[K]>): void {
+    if (this.#closed || !this.#channel.connected()) return;
+    if (this.#soon.length > 0 && (this.#soonMethod !== method || this.#soon.length >= MAX_COALESCED)) {
+      this.#sendSoon();
+    }
+    this.#soonMethod = method;
+    this.#soon.push(args);
+    if (!this.#soonScheduled) {
+      this.#soonScheduled = true;
+      setImmediate(this.#flushSoon);
+    }
   }
 
   /** Handles a message from the channel; false if it is not an RPC message. */
@@ -140,18 +177,33 @@ export class Rpc<Local extends Methods, Remote extends Methods> {
       case 'call':
         this.#serve(msg.id, msg.method, msg.args);
         return true;
-      case 'tell': {
-        const f = this.#handler(msg.method);
-        try {
-          const r = f(...msg.args);
-          if (r instanceof Promise) r.catch((err: unknown) => this.#o.onTellError?.(msg.method, err));
-        } catch (err) {
-          this.#o.onTellError?.(msg.method, err);
-        }
+      case 'tell':
+        this.#told(msg.method, msg.args);
         return true;
-      }
+      case 'tells':
+        for (const args of msg.calls) this.#told(msg.method, args);
+        return true;
     }
     return false;
+  }
+
+  #told(method: string, args: unknown[]): void {
+    const f = this.#handler(method);
+    try {
+      const r = f(...args);
+      if (r instanceof Promise) r.catch((err: unknown) => this.#o.onTellError?.(method, err));
+    } catch (err) {
+      this.#o.onTellError?.(method, err);
+    }
+  }
+
+  /** Sends what tellSoon() holds. */
+  #sendSoon(): void {
+    if (this.#soon.length === 0) return;
+    const calls = this.#soon;
+    this.#soon = [];
+    if (this.#closed || !this.#channel.connected()) return;
+    this.#channel.send({ rpc: 'tells', method: this.#soonMethod, calls } satisfies RpcMessage);
   }
 
   /** The channel closed: every waiting call fails now, and later ones at once. */
@@ -202,6 +254,7 @@ export class Rpc<Local extends Methods, Remote extends Methods> {
   }
 
   #reply(m: RpcMessage): void {
+    this.#sendSoon();
     if (this.#channel.connected()) this.#channel.send(m);
   }
 }

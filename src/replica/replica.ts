@@ -1,5 +1,6 @@
 import { BatchError } from '../errors.ts';
 import { PointIndex } from '../geo/point-index.ts';
+import { Names } from '../store/names.ts';
 import {
   type BatchHeader,
   type BatchVisitor,
@@ -8,7 +9,6 @@ import {
   readBatch,
   readHeader,
 } from './batch.ts';
-import { Names } from './names.ts';
 
 /** A driver as the API shows it. */
 export interface DriverView {
@@ -62,7 +62,7 @@ const GONE = 4;
  * A read replica: every live driver's current view, kept from the ingest workers' batches
  * (src/replica/batch.ts), answering nearest and box queries with no call to their owners.
  *
- * Struct-of-arrays by slot, no object per driver: names in src/replica/names.ts, positions in a
+ * Struct-of-arrays by slot, no object per driver: names in src/store/names.ts, positions in a
  * PointIndex, and per slot the fix time, speed, bearing, free flag, the owning source and how many
  * sources name the driver.
  *

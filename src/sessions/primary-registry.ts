@@ -71,6 +71,11 @@ export class PrimaryRegistry implements SessionRegistry {
     return this.#core.outcomes;
   }
 
+  /** Sessions cached as known and as unknown. */
+  get cached(): { known: number; unknown: number } {
+    return this.#core.cached;
+  }
+
   lookup(hi: number, lo: number): Lookup {
     return this.#core.lookup(hi, lo);
   }
@@ -85,6 +90,11 @@ export class PrimaryRegistry implements SessionRegistry {
 
   forget(hi: number, lo: number): void {
     this.#core.forget(hi, lo);
+  }
+
+  /** Lets go of expired cache entries (the worker's housekeeping, once a second). */
+  purge(): void {
+    this.#core.purge();
   }
 
   close(): void {

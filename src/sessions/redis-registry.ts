@@ -7,7 +7,14 @@ import {
   type LookupOutcomes,
   type Resolved,
 } from './fetching-registry.ts';
-import { FAILED, type Lookup, type SessionInfo, type SessionRegistry } from './registry.ts';
+import {
+  FAILED,
+  type Lookup,
+  type SessionInfo,
+  type SessionMatch,
+  type SessionRegistry,
+  sessionMatches,
+} from './registry.ts';
 
 export type { Resolved } from './fetching-registry.ts';
 
@@ -246,7 +253,7 @@ export class RedisRegistry implements SessionRegistry {
    * batch of keys read with one pipelined HMGET per node: O(sessions), for a rare operator action;
    * about 0.3 s per 100,000 sessions here. Throws when Redis fails (the API's 503).
    */
-  async find(match: (s: SessionInfo) => boolean): Promise<Array<[number, number]>> {
+  async find(match: SessionMatch): Promise<Array<[number, number]>> {
     const nodes = this.#redis instanceof Cluster ? this.#redis.nodes('master') : [this.#redis];
     const out: Array<[number, number]> = [];
     for (const node of nodes) {
@@ -262,7 +269,7 @@ export class RedisRegistry implements SessionRegistry {
           const r = results[i];
           if (r === undefined || r[0]) throw r?.[0] ?? new Error('find: no answer from Redis');
           const [driverId, cab] = r[1] as [string | null, string | null];
-          if (driverId === null || cab === null || !match({ driverId, cab })) continue;
+          if (driverId === null || cab === null || !sessionMatches({ driverId, cab }, match)) continue;
           const s = parseSessionHex(keys[i]!.slice(SESSION_KEY_PREFIX.length));
           if (s !== undefined) out.push([s.hi, s.lo]);
         }
@@ -282,6 +289,11 @@ export class RedisRegistry implements SessionRegistry {
   }
 
   /** Unsubscribes and stops answering from Redis. The command connection is the caller's to close. */
+  /** Lets go of expired cache entries (the worker's housekeeping, once a second). */
+  purge(): void {
+    this.#core.purge();
+  }
+
   close(): void {
     this.#core.close();
     // disconnect, not quit: a subscriber has no replies to wait for, and quit would wait for a Redis

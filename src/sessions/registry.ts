@@ -5,6 +5,19 @@ export interface SessionInfo {
 }
 
 /**
+ * Sessions to find (an operator removing a driver or a cab revokes them all): those of any of these
+ * drivers, and, with `cab`, those of that cab.
+ */
+export interface SessionMatch {
+  readonly driverIds: ReadonlySet<string>;
+  readonly cab?: string;
+}
+
+export function sessionMatches(s: SessionInfo, m: SessionMatch): boolean {
+  return m.driverIds.has(s.driverId) || (m.cab !== undefined && s.cab === m.cab);
+}
+
+/**
  * What a worker asks on the hot path for a session it has no driver for yet. A lookup answers at once:
  * the driver, `undefined` for an unknown or revoked session, or `PENDING` when the answer must be
  * fetched (a Redis-backed registry); the registry then calls `onResolved` for that session later.

@@ -1,17 +1,17 @@
-import type { Driver } from '../store/driver.ts';
+import type { Shard } from '../store/shard.ts';
 
 /** What the recheck needs of the shard and of Redis. */
 export interface RecheckOptions {
-  /** The live drivers (a Map iterator sees drivers added meanwhile). */
-  drivers: Map<string, Driver>;
+  /** The live drivers, by slot. */
+  shard: Pick<Shard, 'size' | 'slotLimit' | 'live' | 'sessionHi' | 'sessionLo'>;
   /** Which of these sessions still exist: true, false, or null when Redis could not say. */
   exist: (his: number[], los: number[]) => Promise<Array<boolean | null>>;
   /** Able to answer now. */
   up: () => boolean;
   /** Every live driver's session is checked at least this often, s. */
   periodS: number;
-  /** The driver's session is gone from Redis: remove it. */
-  gone: (d: Driver) => void;
+  /** The driver in this slot sends with a session that is gone from Redis: remove it. */
+  gone: (slot: number) => void;
 }
 
 /**
@@ -20,12 +20,16 @@ export interface RecheckOptions {
  * cabtrack:revoke, removes its driver within that time instead of never (a live driver's fixes never
  * ask the registry). One EXISTS per live driver per period, pipelined. Without Redis there is nothing
  * to check: the worker does not make one.
+ *
+ * A pass walks the slots in order (a driver added behind the cursor waits for the next pass, at most
+ * periodS). While Redis answers, a slot may be given to another driver: a slot is removed only if it
+ * still sends with the session that was checked, which is then gone, whoever holds it.
  */
 export class SessionRecheck {
   /** Live drivers' sessions checked again, by outcome (cabtrack_session_rechecks_total). */
   readonly outcomes = { valid: 0, gone: 0, error: 0 };
   readonly #o: RecheckOptions;
-  #cursor: Iterator<Driver> | null = null;
+  #cursor = 0;
   #busy = false;
 
   constructor(o: RecheckOptions) {
@@ -35,34 +39,38 @@ export class SessionRecheck {
   /** Once a second: checks the next slice. */
   tick(): void {
     const o = this.#o;
-    if (this.#busy || !o.up() || o.drivers.size === 0) return;
-    const want = Math.ceil(o.drivers.size / o.periodS);
-    const batch: Driver[] = [];
-    this.#cursor ??= o.drivers.values();
-    while (batch.length < want) {
-      const next = this.#cursor.next();
-      if (next.done === true) {
+    const shard = o.shard;
+    if (this.#busy || !o.up() || shard.size === 0) return;
+    const want = Math.ceil(shard.size / o.periodS);
+    const slots: number[] = [];
+    const his: number[] = [];
+    const los: number[] = [];
+    const limit = shard.slotLimit;
+    while (slots.length < want) {
+      if (this.#cursor >= limit) {
         // A full pass: the next tick starts another.
-        this.#cursor = null;
+        this.#cursor = 0;
         break;
       }
-      batch.push(next.value);
+      const s = this.#cursor++;
+      if (!shard.live(s)) continue;
+      slots.push(s);
+      his.push(shard.sessionHi(s));
+      los.push(shard.sessionLo(s));
     }
-    if (batch.length === 0) return;
-    const his = batch.map((d) => d.sessionHi);
-    const los = batch.map((d) => d.sessionLo);
+    if (slots.length === 0) return;
     this.#busy = true;
     o.exist(his, los)
       .then((found) => {
-        for (let i = 0; i < batch.length; i++) {
-          const d = batch[i]!;
+        for (let i = 0; i < slots.length; i++) {
+          const s = slots[i]!;
           if (found[i] === null) this.outcomes.error++;
           else if (found[i]) this.outcomes.valid++;
           else this.outcomes.gone++;
-          // Still this worker's driver, on the session that was checked.
-          if (found[i] !== false || o.drivers.get(d.id) !== d) continue;
-          if (d.sessionHi !== his[i] || d.sessionLo !== los[i]) continue;
-          o.gone(d);
+          // Still a live driver, on the session that was checked.
+          if (found[i] !== false || !shard.live(s)) continue;
+          if (shard.sessionHi(s) !== his[i] || shard.sessionLo(s) !== los[i]) continue;
+          o.gone(s);
         }
       })
       .finally(() => {
