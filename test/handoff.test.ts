@@ -217,3 +217,119 @@ t.test('random claims, drops, deaths and forgets: one owner per driver, always a
   }
   t.equal(order, 0, 'epochs increase');
 });
+
+t.test('several hosts: a driver nobody here holds goes through the directory first', async (t) => {
+  const s = setup();
+  const asked: string[] = [];
+  let answer: (v: { state: DriverState | null; trip: TripRecord | null } | null) => void = () => {};
+  const h = new Handoff({
+    ...portsOf(s, new Map([['d1', trip('d1', 100)]])),
+    acquire: (id) => {
+      asked.push(id);
+      return new Promise((r) => {
+        answer = r;
+      });
+    },
+  });
+  await h.readBack(null);
+  t.equal(h.resumable, 1, 'a trip read back here at start-up');
+
+  // Another host had it, alive: its state wins over the trip read back here.
+  h.claim('d1', 1);
+  await tick();
+  t.same(asked, ['d1'], 'the directory was asked');
+  t.equal(s.grants.length, 0, 'no grant before it answers');
+  const fromB = stateOf('d1', trip('d1', 100));
+  answer({ state: fromB, trip: null });
+  await tick();
+  t.same(
+    s.grants.at(-1),
+    { w: 1, id: 'd1', epoch: 1, state: fromB, resume: null },
+    'granted with the other host’s state',
+  );
+  t.equal(h.resumable, 0, 'the trip read back here is not resumed a second time');
+
+  // A dead host's driver: only its trip, from Redis.
+  h.claim('d2', 2);
+  await tick();
+  const fromRedis = trip('d2', 200);
+  answer({ state: null, trip: fromRedis });
+  await tick();
+  t.same(s.grants.at(-1), { w: 2, id: 'd2', epoch: 1, state: null, resume: fromRedis });
+
+  // Nobody else had it: the local read-back decides (nothing here).
+  h.claim('d3', 3);
+  await tick();
+  answer(null);
+  await tick();
+  t.same(s.grants.at(-1), { w: 3, id: 'd3', epoch: 1, state: null, resume: null });
+
+  // A move between workers of this host does not ask the directory.
+  asked.length = 0;
+  h.claim('d1', 2);
+  await tick();
+  t.same(asked, [], 'a local handoff is the host’s own business');
+  s.releases.at(-1)!.done(fromB);
+  await tick();
+  t.same(s.grants.at(-1), { w: 2, id: 'd1', epoch: 2, state: fromB, resume: null });
+  t.same(h.owned().sort(), ['d1', 'd2', 'd3']);
+});
+
+t.test('several hosts: handing a driver over to another host', async (t) => {
+  const s = setup();
+  const h = new Handoff({ ...portsOf(s, new Map([['gone', trip('gone', 50)]])), acquire: async () => null });
+  await h.readBack(null);
+  t.equal(h.resumable, 1);
+  h.claim('d1', 1);
+  await tick();
+  await tick();
+  t.equal(h.owner('d1'), 1);
+
+  // Worker 1 holds it: released, and its state goes to the other host.
+  const given = h.handOver('d1');
+  await tick();
+  const st = stateOf('d1', trip('d1', 10));
+  t.same(
+    s.releases.map((r) => [r.w, r.id]),
+    [[1, 'd1']],
+    'its worker is asked to let it go',
+  );
+  // Asked twice meanwhile (the other host retried): one release, the repeat gets nothing.
+  const again = h.handOver('d1');
+  s.releases[0]!.done(st);
+  t.same(await given, st, 'the state goes to the other host');
+  t.equal(await again, null);
+  t.equal(h.owner('d1'), undefined, 'nobody’s here any more');
+  t.same(h.owned(), []);
+
+  // A driver this host does not have: null at once; a trip read back for it is not ended here later.
+  t.equal(await h.handOver('gone'), null);
+  t.equal(h.sweep(1_000_000, 900), 0, 'the other host has its trip: not ended here');
+  t.same(s.ended, []);
+
+  // A hand-over waits for a handoff under way between this host's workers.
+  h.claim('d4', 1);
+  await tick();
+  await tick();
+  h.claim('d4', 2);
+  const over = h.handOver('d4');
+  await tick();
+  const st4 = stateOf('d4', null);
+  s.releases.at(-1)!.done(st4);
+  await tick();
+  t.same(s.grants.at(-1)?.w, 2, 'the local handoff completes first');
+  s.releases.at(-1)!.done(st4);
+  t.same(await over, st4, 'then the hand-over takes it from its new worker');
+  t.equal(h.owner('d4'), undefined);
+});
+
+/** The setup's ports, with a read-back that finds `readBack`'s trips at once. */
+function portsOf(s: ReturnType<typeof setup>, readBack = new Map<string, TripRecord>()): HandoffPorts {
+  return {
+    grant: (w, id, epoch, state, resume) => s.grants.push({ w, id, epoch, state, resume }),
+    release: (w, id, done) => s.releases.push({ w, id, done }),
+    alive: (w) => s.alive.has(w),
+    readBack: () => Promise.resolve(readBack),
+    endTrip: (r) => s.ended.push(r),
+  };
+}

@@ -36,9 +36,17 @@ export interface HandoffPorts {
   readBack(drivers: ReadonlySet<string> | null): Promise<Map<string, TripRecord>>;
   /** A trip read back whose driver never came back: ends it (as expired). */
   endTrip(record: TripRecord): void;
+  /**
+   * Several hosts (src/hosts/host-layer.ts): a driver no worker here holds is about to be granted; make
+   * it this host's and bring what another host had of it, or null when no other host had it (the local
+   * read-back decides then). Never rejects. Absent on a single host.
+   */
+  acquire?(id: string): Promise<{ state: DriverState | null; trip: TripRecord | null } | null>;
 }
 
 const NONE = -1;
+/** The claimant when another host takes the driver (handOver): it is given the state, not a grant. */
+const ANOTHER_HOST = -2;
 
 export class Handoff {
   readonly #ports: HandoffPorts;
@@ -67,6 +75,8 @@ export class Handoff {
   readonly #resumable = new Map<string, TripRecord>();
   /** Read-backs in order: a claim of a driver no one holds waits for all of them. */
   #readBacks: Promise<void> = Promise.resolve();
+  /** Hand-overs to other hosts waiting for their turn, by driver id, oldest first. */
+  readonly #handOvers = new Map<string, Array<(state: DriverState | null) => void>>();
 
   constructor(ports: HandoffPorts) {
     this.#ports = ports;
@@ -118,6 +128,33 @@ export class Handoff {
       return;
     }
     this.#start(id, e, w);
+  }
+
+  /**
+   * Another host has taken the driver (src/hosts/): this host lets it go, and resolves with its state
+   * (null when no worker here had it). It waits its turn behind a handoff under way, like a claim, and
+   * a claim after it starts over (through the directory, from the host that has it now). A trip read
+   * back here for the driver is forgotten: the other host has it, and ending it here would be wrong.
+   */
+  handOver(id: string): Promise<DriverState | null> {
+    this.#resumable.delete(id);
+    const e = this.#ids.find(id);
+    if (e === NONE) return Promise.resolve(null);
+    return new Promise((resolve) => {
+      const q = this.#handOvers.get(id);
+      if (q === undefined) this.#handOvers.set(id, [resolve]);
+      else q.push(resolve);
+      this.claim(id, ANOTHER_HOST);
+    });
+  }
+
+  /** The drivers that workers of this host hold. */
+  owned(): string[] {
+    const out: string[] = [];
+    for (let e = 0; e < this.#next; e++) {
+      if (this.#owner[e]! >= 0 && this.#ids.has(e)) out.push(this.#ids.id(e));
+    }
+    return out;
   }
 
   /** The worker let the driver go on its own (expired, revoked) while it owned it with this epoch. */
@@ -213,6 +250,28 @@ export class Handoff {
   }
 
   #resume(id: string, e: number, w: number): void {
+    if (w === ANOTHER_HOST) {
+      // No worker here has it (any more): nothing to give.
+      this.#finish(id, e, w, null, null);
+      return;
+    }
+    const acquire = this.#ports.acquire;
+    if (acquire === undefined) {
+      this.#resumeHere(id, e, w);
+      return;
+    }
+    // Several hosts: the directory first. What another host had wins over a trip read back here.
+    acquire(id).then((got) => {
+      if (got === null) {
+        this.#resumeHere(id, e, w);
+        return;
+      }
+      this.#resumable.delete(id);
+      this.#finish(id, e, w, got.state, got.state === null ? got.trip : null);
+    });
+  }
+
+  #resumeHere(id: string, e: number, w: number): void {
     this.#readBacks.then(() => {
       const trip = this.#resumable.get(id) ?? null;
       this.#resumable.delete(id);
@@ -222,7 +281,14 @@ export class Handoff {
 
   #finish(id: string, e: number, w: number, state: DriverState | null, resume: TripRecord | null): void {
     this.#busy[e] = NONE;
-    if (this.#ports.alive(w)) {
+    if (w === ANOTHER_HOST) {
+      // Gone to another host: nobody's here.
+      this.#owner[e] = NONE;
+      // The first hand-over waiting gets the state; any others asked meanwhile (repeats) get none.
+      const q = this.#handOvers.get(id) ?? [];
+      this.#handOvers.delete(id);
+      q.forEach((done, i) => done(i === 0 ? state : null));
+    } else if (this.#ports.alive(w)) {
       this.#owner[e] = w;
       this.#epoch[e]!++;
       this.#ports.grant(w, id, this.#epoch[e]!, state, resume);

@@ -5,9 +5,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Config } from '../config.ts';
 import { unavailable } from '../errors.ts';
+import { HostLayer } from '../hosts/host-layer.ts';
 import type { Tokens } from '../http/api.ts';
 import { log } from '../log.ts';
-import { addRedisMetrics, clusterMetricsText, primaryMetrics } from '../metrics.ts';
+import { addHostMetrics, addRedisMetrics, clusterMetricsText, primaryMetrics } from '../metrics.ts';
 import { connectRedis } from '../redis/connect.ts';
 import { RedisRegistry } from '../sessions/redis-registry.ts';
 import type { SessionMatch } from '../sessions/registry.ts';
@@ -92,8 +93,26 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
   const redisSessions =
     redis === null ? null : new RedisRegistry({ redis, subscribe: false, onResolved: () => {} });
   const tripStore = redis === null ? null : new TripStore({ redis });
+  // Several hosts (CABTRACK_HOST_ID): the directory, the other hosts and the live link. Config checked
+  // that Redis is set then.
+  const hosts: HostLayer | null =
+    config.hostId === ''
+      ? null
+      : new HostLayer({
+          config,
+          operatorToken: tokens.operator,
+          redis: redis!,
+          linkRedis: connectRedis(config, 'live', { shardedSubscribers: true })!,
+          trips: tripStore!,
+          runDir,
+          owned: (): string[] => handoff.owned(),
+          lost: (id: string): void => void handoff.handOver(id),
+          onHostGone: (host) => {
+            for (const m of http.values()) m.rpc.tell('hostGone', host);
+          },
+        });
 
-  const handoff = new Handoff({
+  const handoff: Handoff = new Handoff({
     // Coalesced, and sent before anything else to that worker (a release must not overtake a grant).
     grant: (w, id, epoch, state, resume) => ingest.get(w)?.rpc.tellSoon('grant', id, epoch, state, resume),
     release: (w, id, done) => {
@@ -128,7 +147,28 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
       }
       return found;
     },
-    endTrip: (r) => tripStore?.end(r),
+    endTrip: (r) => {
+      if (tripStore === null) return;
+      if (hosts === null) {
+        tripStore.end(r);
+        return;
+      }
+      // Several hosts: the read-back at start-up sees every host's active trips. One whose driver is live
+      // on another host (its trip written there since), or that another host took over, is not ended here.
+      void (async () => {
+        const now = await tripStore.get(r.orderId).catch(() => undefined);
+        if (now === undefined || !now.active || now.lastTime !== r.lastTime) return;
+        const owner = await hosts.directory.owner(r.driverId).catch(() => 'unknown');
+        if (
+          owner !== '' &&
+          owner !== config.hostId &&
+          (await hosts.directory.hostUrl(owner).catch(() => 'x')) !== ''
+        )
+          return;
+        tripStore.end(r);
+      })();
+    },
+    ...(hosts === null ? {} : { acquire: (id: string) => hosts.acquire(id) }),
   });
 
   const supervisor = new Supervisor<Role>({
@@ -167,6 +207,14 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
     () => handoff.size,
     config.udpPort,
   );
+  if (hosts !== null) {
+    addHostMetrics(metrics.register, {
+      link: hosts.link,
+      directoryOps: hosts.directory.ops,
+      peers: hosts.peers.counters,
+      takeovers: hosts.takeovers,
+    });
+  }
   if (redis !== null) {
     addRedisMetrics(metrics.register, {
       up: () => redis.status === 'ready',
@@ -189,6 +237,7 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
   const broadcastFeeds = (): void => {
     const list = feedList();
     for (const m of http.values()) m.rpc.tell('feeds', list);
+    hosts?.link.setFeeds(list);
   };
   /** Every answer that came; a worker that failed or timed out is left out (and counted). */
   const askAll = async <T>(who: IngestMember[], call: (m: IngestMember) => Promise<T>): Promise<T[]> => {
@@ -223,6 +272,9 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
     claim: (id) => handoff.claim(id, w),
     dropped: (items) => {
       for (const [id, epoch] of items) handoff.drop(id, w, epoch);
+      // Gone from this host (expired, revoked): its directory entry goes, unless a worker here has it again.
+      if (hosts !== null)
+        hosts.dropped(items.map(([id]) => id).filter((id) => handoff.owner(id) === undefined));
     },
   });
 
@@ -245,7 +297,7 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
 
   const forHttp: PrimaryForHttp = {
     hello: () => {},
-    async driver(id) {
+    async driver(id, hop) {
       const owner = handoff.owner(id);
       const m = owner === undefined ? undefined : ingest.get(owner);
       if (m !== undefined) {
@@ -253,21 +305,30 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
         if (d !== null) return d;
       }
       // Between owners (a handoff under way): whoever has it.
-      return newest(await askAll(readyIngest(), (x) => x.rpc.call('driver', id)));
+      const here = newest(await askAll(readyIngest(), (x) => x.rpc.call('driver', id)));
+      // Several hosts: the host the directory names, asked once (never from a request another host sent).
+      if (here !== null || hosts === null || hop) return here;
+      return hosts.driver(id);
     },
-    async cab(cab) {
-      return newest<DriverDetail>(await askAll(readyIngest(), (x) => x.rpc.call('cab', cab)));
+    async cab(cab, hop) {
+      const here = newest<DriverDetail>(await askAll(readyIngest(), (x) => x.rpc.call('cab', cab)));
+      if (here !== null || hosts === null || hop) return here;
+      return hosts.cab(cab);
     },
-    async trip(orderId) {
+    handOver: (id) => handoff.handOver(id),
+    async trip(orderId, hop) {
       const found = (await askAll(readyIngest(), (x) => x.rpc.call('trip', orderId))).filter(
         (t): t is TripRecord => t !== null,
       );
       // An active copy beats a finished one; among equals the latest update wins.
       found.sort((a, b) => Number(b.active) - Number(a.active) || b.lastTime - a.lastTime);
       if (found[0] !== undefined) return found[0];
-      // A trip no worker remembers may still be in Redis (finished long ago, or before a restart).
+      // A trip no worker remembers may still be in Redis (finished long ago, or before a restart, or
+      // another host's: active there, it is asked for its latest, a second newer than Redis's).
       if (tripStore === null) return null;
-      return (await redisCall(tripStore.get(orderId))) ?? null;
+      const stored = (await redisCall(tripStore.get(orderId))) ?? null;
+      if (stored === null || !stored.active || hosts === null || hop) return stored;
+      return (await hosts.trip(stored)) ?? stored;
     },
     async paths(source, ids, deadlineMs) {
       const m = ingest.get(source);
@@ -375,6 +436,7 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
   const resumeSweep = setInterval(() => handoff.sweep(Date.now() / 1000, config.idleTimeoutS), 10_000);
   resumeSweep.unref();
   void handoff.readBack(null);
+  await hosts?.start();
   supervisor.start();
   log.info('cabtrack listening', {
     http: `${config.host}:${config.httpPort}`,
@@ -386,6 +448,8 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
   const stop = async (): Promise<void> => {
     clearInterval(resumeSweep);
     await supervisor.stop();
+    // The lease goes with the host: the others take its drivers at their next fix, not a lease later.
+    await hosts?.stop();
     await tripStore?.close();
     redis?.disconnect();
     rmSync(runDir, { recursive: true, force: true });

@@ -113,6 +113,8 @@ export class Directory {
   readonly leaseMs: number;
   readonly #aliveCacheMs: number;
   readonly #now: () => number;
+  /** When this host last listed itself in cabtrack:hosts (0: not yet). */
+  #listedAt = 0;
   /** Other hosts' leases as last read: URL ('' for dead) and when read. */
   readonly #hosts = new Map<string, { url: string; at: number }>();
   /** Operations sent, by kind: for cabtrack_directory_ops_total and the cost model. */
@@ -134,10 +136,17 @@ export class Directory {
     this.#cmd = this.#redis as unknown as DirectoryCommands;
   }
 
-  /** Renews this host's lease (and says where it is reached): every leaseMs / 3. */
+  /**
+   * Renews this host's lease (and says where it is reached): every leaseMs / 3. Lists the host among
+   * the hosts now and then (the first time, and after a Redis that came back empty).
+   */
   async renewLease(url: string): Promise<void> {
     this.ops.lease++;
     await this.#redis.set(hostKey(this.hostId), url, 'PX', this.leaseMs);
+    if (this.#listedAt === 0 || this.#now() - this.#listedAt > 30_000) {
+      await this.register(url);
+      this.#listedAt = this.#now();
+    }
   }
 
   /** Lists this host among the hosts (at start-up). */

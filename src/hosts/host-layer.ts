@@ -79,9 +79,15 @@ export class HostLayer {
   }
 
   async start(): Promise<void> {
-    await this.directory.register(this.#o.config.hostUrl).catch((err: unknown) => {
-      log.warn('could not list this host in redis (retried with the lease)', { err: String(err) });
-    });
+    // A cluster client starts by discovering the slots; the lease and the cells wait for it (a few
+    // seconds at most: they are retried every second anyway).
+    const redis = this.#o.redis;
+    if (redis.status !== 'ready') {
+      await Promise.race([
+        new Promise((r) => redis.once('ready', r)),
+        new Promise((r) => setTimeout(r, 5000)),
+      ]);
+    }
     await this.link.start();
     const renew = setInterval(() => {
       this.#renewSlice().catch((err: unknown) => log.warn('directory renewal', { err: String(err) }));

@@ -11,7 +11,12 @@ import { log } from '../log.ts';
  * the API answers 503 and the trip store keeps the record buffered; and no offline queue, so nothing
  * piles up unbounded in ioredis while Redis is away (the callers hold their own bounded buffers).
  */
-export function connectRedis(config: Config, role: string): Redis | Cluster | null {
+export function connectRedis(
+  config: Config,
+  role: string,
+  /** shardedSubscribers: SSUBSCRIBE through per-node connections that follow the slots (src/hosts/host-link.ts). */
+  options: { shardedSubscribers?: boolean } = {},
+): Redis | Cluster | null {
   const common = {
     commandTimeout: 2000,
     enableOfflineQueue: false,
@@ -28,6 +33,7 @@ export function connectRedis(config: Config, role: string): Redis | Cluster | nu
     client = new Cluster(nodes, {
       clusterRetryStrategy: retry,
       enableOfflineQueue: false,
+      shardedSubscribers: options.shardedSubscribers === true,
       redisOptions: common,
     });
   } else if (config.redisUrl !== '') {

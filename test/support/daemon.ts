@@ -135,8 +135,11 @@ export class Daemon {
 }
 
 export async function startDaemon(env: Record<string, string> = {}): Promise<Daemon> {
-  const udpPort = await freePort();
-  let httpPort = await freePort();
+  // Ports the caller chose (a host's URL names its HTTP port before it starts), else free ones.
+  const udpPort =
+    env['CABTRACK_UDP_PORT'] !== undefined ? Number(env['CABTRACK_UDP_PORT']) : await freePort();
+  let httpPort =
+    env['CABTRACK_HTTP_PORT'] !== undefined ? Number(env['CABTRACK_HTTP_PORT']) : await freePort();
   while (httpPort === udpPort) httpPort = await freePort();
   const proc = spawn(process.execPath, ['src/main.ts'], {
     cwd: ROOT,
