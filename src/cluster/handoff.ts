@@ -287,7 +287,7 @@ export class Handoff {
       // The first hand-over waiting gets the state; any others asked meanwhile (repeats) get none.
       const q = this.#handOvers.get(id) ?? [];
       this.#handOvers.delete(id);
-      q.forEach((done, i) => done(i === 0 ? state : null));
+      for (let i = 0; i < q.length; i++) q[i]!(i === 0 ? state : null);
     } else if (this.#ports.alive(w)) {
       this.#owner[e] = w;
       this.#epoch[e]!++;
