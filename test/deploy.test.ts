@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { parse } from 'yaml';
-import { startDaemon } from './support/daemon.ts';
+import { freePort, startDaemon } from './support/daemon.ts';
 import { startOsrmServer } from './support/osrm-server.ts';
 import { exportedNames, promtool } from './support/promtool.ts';
 import { startRedis } from './support/redis.ts';
@@ -72,6 +72,9 @@ t.test('alert rules: promtool check rules', async (t) => {
     'CabtrackRedisDown',
     'CabtrackOsrmBreakerOpen',
     'CabtrackReplicaLagHigh',
+    'CabtrackCrossHostLagHigh',
+    'CabtrackLivePublishFailing',
+    'CabtrackPeerCallsFailing',
   ]) {
     t.ok(alerts.includes(name), `${name} is there`);
   }
@@ -112,7 +115,16 @@ t.test('every metric the rules and the dashboard use is one the daemon exports',
   const redis = await startRedis(t);
   const osrm = await startOsrmServer();
   t.teardown(() => osrm.close());
-  const d = await startDaemon({ CABTRACK_REDIS_URL: redis.url, CABTRACK_OSRM_URL: osrm.url });
+  // One of several hosts (on a standalone Redis: the multi-host layer works on one too), so that the
+  // host metrics the rules and the dashboard use are there.
+  const httpPort = await freePort();
+  const d = await startDaemon({
+    CABTRACK_REDIS_URL: redis.url,
+    CABTRACK_OSRM_URL: osrm.url,
+    CABTRACK_HTTP_PORT: String(httpPort),
+    CABTRACK_HOST_ID: 'deploy-test',
+    CABTRACK_HOST_URL: `http://127.0.0.1:${httpPort}`,
+  });
   t.teardown(() => d.stop());
   // A request, so the HTTP histogram has series.
   t.equal((await d.get('/v1/drivers/nearest?lat=1&lon=1')).status, 200);
@@ -136,4 +148,38 @@ t.test('every metric the rules and the dashboard use is one the daemon exports',
     t.ok(used.has(name), `${name} is pending and used`);
     t.notOk(exported.has(name), `${name} is exported now: remove it from PENDING in test/deploy.test.ts`);
   }
+});
+
+t.test('the three-host compose file is consistent with itself, the balancer and the config', async (t) => {
+  // Merge keys (<<), as docker compose reads them.
+  const compose = parse(readFileSync(join(ROOT, 'deploy/hosts/compose.yml'), 'utf8'), { merge: true }) as {
+    services: Record<string, { environment?: Record<string, string>; networks?: unknown; command?: unknown }>;
+  };
+  const address = (svc: string): string =>
+    (compose.services[svc]!.networks as Record<string, { ipv4_address: string }>)['cabtrack']!.ipv4_address;
+  const redisNodes = Object.keys(compose.services).filter((n) => /^redis-\d$/.test(n));
+  t.equal(redisNodes.length, 6, 'six Redis nodes');
+  const create = String((compose.services['redis-cluster']!.command as string[])[0]);
+  for (const n of redisNodes) t.match(create, `${address(n)}:6379`, `${n} is in the cluster`);
+  t.match(create, '--cluster-replicas 1', 'a replica per primary');
+  const hosts = Object.keys(compose.services).filter((n) => n.startsWith('cabtrack-'));
+  t.equal(hosts.length, 3, 'three hosts');
+  const config = readFileSync(join(ROOT, 'src/config.ts'), 'utf8');
+  const nginx = readFileSync(join(ROOT, 'deploy/hosts/nginx.conf'), 'utf8');
+  const ids = new Set<string>();
+  for (const h of hosts) {
+    const env = compose.services[h]!.environment!;
+    ids.add(env['CABTRACK_HOST_ID']!);
+    t.equal(env['CABTRACK_HOST_URL'], `http://${address(h)}:8080`, `${h}: its URL is its address`);
+    t.same(
+      env['CABTRACK_REDIS_CLUSTER']!.split(',').sort(),
+      redisNodes.map((n) => `${address(n)}:6379`).sort(),
+      `${h}: every Redis node as a seed`,
+    );
+    for (const name of Object.keys(env)) t.match(config, `'${name}'`, `${h}: ${name} is a setting`);
+    t.match(nginx, `server ${address(h)}:5005`, `${h} is behind the balancer`);
+  }
+  t.equal(ids.size, 3, 'distinct host ids');
+  t.match(nginx, /hash \$remote_addr/, 'the balancer hashes the source address');
+  t.match(nginx, /listen 5005 udp/);
 });
