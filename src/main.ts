@@ -23,7 +23,11 @@ const role = cluster.isPrimary ? 'primary' : (process.env['CABTRACK_ROLE'] ?? 'i
 configureLog(config.logLevel, cluster.isPrimary ? 'primary' : `${role}-${cluster.worker?.id}`);
 
 if (cluster.isPrimary) {
-  const { stop } = await startPrimary(config);
+  const { stop } = await startPrimary(config).catch((err: unknown) => {
+    // Something the primary cannot start with (a host id in use by another host): said, not a stack.
+    process.stderr.write(`cabtrack: cannot start: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  });
   const shutdown = (signal: string): void => {
     log.info('shutting down', { signal });
     stop().then(() => process.exit(0));

@@ -179,7 +179,12 @@ export function startHttpWorker(config: Config, tokens: Tokens, runDir: string):
     async ready() {
       const r = await ask(rpc.call('readiness'));
       const synced = feeds.synced;
-      return { ok: r.ok && synced, detail: { ...r.detail, replica: synced ? 'synced' : 'syncing' } };
+      const detail: Record<string, unknown> = { ...r.detail, replica: synced ? 'synced' : 'syncing' };
+      // Several hosts: the other hosts' cells arrive with their snapshots, one keyframe interval after
+      // the relay is followed; until then nearest would miss their drivers.
+      const live = remote === null || remote.since() >= config.liveKeyframeMs + config.publishMs;
+      if (remote !== null) detail['live'] = live ? 'synced' : 'syncing';
+      return { ok: r.ok && synced && live, detail };
     },
     issueStreamToken: (role) => streamTokens.issue(role, config.streamTokenTtlS),
     verifyStreamToken: (token) => streamTokens.verify(token),
@@ -300,14 +305,19 @@ export function startHttpWorker(config: Config, tokens: Tokens, runDir: string):
  * cells, applied by the RemoteFeed. A relay that breaks (the primary cut this reader off for falling
  * behind) drops every remote source: they come back at their cells' next snapshots.
  */
-function followRelay(feed: RemoteFeed, path: string): { feed: RemoteFeed; close(): void } {
+function followRelay(feed: RemoteFeed, path: string): { feed: RemoteFeed; close(): void; since(): number } {
   let socket: Socket | null = null;
+  /** When the relay was last connected (0: not now). */
+  let connectedAt = 0;
   let retry: NodeJS.Timeout | null = null;
   let closed = false;
   const open = (): void => {
     if (closed) return;
     const sock = netConnect(path);
     socket = sock;
+    sock.on('connect', () => {
+      connectedAt = Date.now();
+    });
     const reader = new FrameReader((frame) => feed.frame(frame, Date.now()));
     sock.on('data', (chunk: Buffer) => {
       try {
@@ -318,6 +328,7 @@ function followRelay(feed: RemoteFeed, path: string): { feed: RemoteFeed; close(
     });
     sock.on('error', () => {});
     sock.on('close', () => {
+      connectedAt = 0;
       feed.dropAll();
       if (socket === sock) socket = null;
       if (!closed) retry = setTimeout(open, 500);
@@ -328,6 +339,8 @@ function followRelay(feed: RemoteFeed, path: string): { feed: RemoteFeed; close(
   sweep.unref();
   return {
     feed,
+    /** How long the relay has been followed, ms (0 while it is not). */
+    since: () => (connectedAt === 0 ? 0 : Date.now() - connectedAt),
     close() {
       closed = true;
       clearInterval(sweep);

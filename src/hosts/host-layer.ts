@@ -88,6 +88,14 @@ export class HostLayer {
         new Promise((r) => setTimeout(r, 5000)),
       ]);
     }
+    // Two hosts with one id would each take the other's drivers for its own: refuse to start while a
+    // live lease of this id names another URL (a restart of this host finds its own URL there).
+    const holder = await this.directory.hostUrl(this.#o.config.hostId).catch(() => '');
+    if (holder !== '' && holder !== this.#o.config.hostUrl) {
+      throw new Error(
+        `CABTRACK_HOST_ID ${this.#o.config.hostId} is in use by a live host at ${holder}: each host needs its own id`,
+      );
+    }
     await this.link.start();
     const renew = setInterval(() => {
       this.#renewSlice().catch((err: unknown) => log.warn('directory renewal', { err: String(err) }));

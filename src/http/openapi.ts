@@ -926,7 +926,14 @@ export const openApiDocument = {
         properties: { session: ref('Session'), driverId: ref('Id'), cab: ref('Id') },
         additionalProperties: false,
       },
-      Health: healthBody('Health', 'Liveness.', {}),
+      Health: healthBody('Health', 'Liveness.', {
+        remoteCells: {
+          type: 'integer',
+          minimum: 0,
+          description:
+            "Several hosts: the other hosts' live cells (host, cell) this HTTP worker's replica has.",
+        },
+      }),
       Readiness: healthBody('Readiness', 'Readiness.', {
         expected: { type: 'integer', minimum: 1, description: 'Workers configured.' },
         replica: {
@@ -935,6 +942,11 @@ export const openApiDocument = {
         },
         redis: { enum: ['up', 'down'], description: 'With Redis configured.' },
         degraded: { type: 'string', description: 'While Redis is down: what does not work.' },
+        live: {
+          enum: ['synced', 'syncing'],
+          description:
+            "Several hosts: the other hosts' drivers, synced one keyframe interval (CABTRACK_LIVE_KEYFRAME_MS) after this HTTP worker began following the live cells.",
+        },
       }),
       Error: {
         type: 'object',
