@@ -162,8 +162,9 @@ export async function startDaemon(
   let udpPort: number;
   let httpPort: number;
   if (placement === undefined) {
-    udpPort = await freePort();
-    httpPort = await freePort();
+    // Ports the caller chose in env (a host's URL names its HTTP port before it starts), else free ones.
+    udpPort = env['CABTRACK_UDP_PORT'] !== undefined ? Number(env['CABTRACK_UDP_PORT']) : await freePort();
+    httpPort = env['CABTRACK_HTTP_PORT'] !== undefined ? Number(env['CABTRACK_HTTP_PORT']) : await freePort();
     while (httpPort === udpPort) httpPort = await freePort();
   } else {
     ({ host, udpPort, httpPort } = placement);
