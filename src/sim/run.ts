@@ -2,9 +2,10 @@ import dgram from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Redis } from 'ioredis';
+import { type Cluster, Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { sessionToHex } from '../codec/session.ts';
+import { byNode } from '../redis/pipelines.ts';
 import { sessionKey } from '../sessions/redis-registry.ts';
 import { fleetSessions } from './fleet.ts';
 import { formatReport, type SimReport, snapshot } from './report.ts';
@@ -240,18 +241,37 @@ async function registerRedis(o: RunOptions, sessions: Uint32Array): Promise<void
   const redis = new Redis(o.redisUrl, { lazyConnect: true, maxRetriesPerRequest: 1 });
   try {
     await redis.connect();
-    for (let from = 0; from < o.drivers && !o.signal?.aborted; from += REDIS_BATCH) {
+    await writeSessions(redis, sessions, o.drivers, o.idPrefix, o.signal);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/**
+ * Writes the first `drivers` sessions of `sessions` ([hi, lo, ...], as fleetSessions gives them) as the
+ * dispatch system does: `cabtrack:session:<hex>` hashes {driverId, cab}, REDIS_BATCH to a pipeline. On a
+ * Redis Cluster each batch is split by the node serving each key (ioredis refuses a pipeline across
+ * nodes); a standalone Redis gets each batch as one pipeline. The multi-host tests register their
+ * fleets through it with a Cluster client (test/support/balancer.ts).
+ */
+export async function writeSessions(
+  redis: Redis | Cluster,
+  sessions: Uint32Array,
+  drivers: number,
+  idPrefix: string,
+  signal?: AbortSignal,
+): Promise<void> {
+  for (let from = 0; from < drivers && !signal?.aborted; from += REDIS_BATCH) {
+    const to = Math.min(drivers, from + REDIS_BATCH);
+    const keys: string[] = [];
+    for (let i = from; i < to; i++) keys.push(sessionKey(sessions[2 * i]!, sessions[2 * i + 1]!));
+    for (const group of byNode(redis, keys)) {
       const p = redis.pipeline();
-      const to = Math.min(o.drivers, from + REDIS_BATCH);
-      for (let i = from; i < to; i++) {
-        const key = sessionKey(sessions[2 * i]!, sessions[2 * i + 1]!);
-        p.hset(key, 'driverId', driverId(o.idPrefix, i), 'cab', cabOf(o.idPrefix, i));
-      }
+      for (const k of group)
+        p.hset(keys[k]!, 'driverId', driverId(idPrefix, from + k), 'cab', cabOf(idPrefix, from + k));
       const results = (await p.exec()) ?? [];
       const failed = results.find(([err]) => err !== null);
       if (failed !== undefined) throw failed[0]!;
     }
-  } finally {
-    redis.disconnect();
   }
 }

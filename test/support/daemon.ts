@@ -44,16 +44,19 @@ export class Daemon {
   readonly proc: ChildProcess;
   readonly udpPort: number;
   readonly httpPort: number;
+  /** The address the daemon binds (CABTRACK_HOST), where its UDP and HTTP are reached. */
+  readonly host: string;
   readonly logs: string[] = [];
   /** CABTRACK_PUBLISH_MS: the read replicas follow the owners by up to this, plus the batch's trip. */
   readonly publishMs: number;
   #exited: Promise<number | null>;
 
-  constructor(proc: ChildProcess, udpPort: number, httpPort: number, publishMs = 200) {
+  constructor(proc: ChildProcess, udpPort: number, httpPort: number, publishMs = 200, host = '127.0.0.1') {
     this.proc = proc;
     this.udpPort = udpPort;
     this.httpPort = httpPort;
     this.publishMs = publishMs;
+    this.host = host;
     proc.stderr!.setEncoding('utf8');
     let partial = '';
     proc.stderr!.on('data', (chunk: string) => {
@@ -66,7 +69,7 @@ export class Daemon {
   }
 
   get url(): string {
-    return `http://127.0.0.1:${this.httpPort}`;
+    return `http://${this.host.includes(':') ? `[${this.host}]` : this.host}:${this.httpPort}`;
   }
 
   async request(
@@ -134,18 +137,47 @@ export class Daemon {
   }
 }
 
-export async function startDaemon(env: Record<string, string> = {}): Promise<Daemon> {
-  // Ports the caller chose (a host's URL names its HTTP port before it starts), else free ones.
-  const udpPort =
-    env['CABTRACK_UDP_PORT'] !== undefined ? Number(env['CABTRACK_UDP_PORT']) : await freePort();
-  let httpPort =
-    env['CABTRACK_HTTP_PORT'] !== undefined ? Number(env['CABTRACK_HTTP_PORT']) : await freePort();
-  while (httpPort === udpPort) httpPort = await freePort();
-  const proc = spawn(process.execPath, ['src/main.ts'], {
+/**
+ * Where a daemon runs, for the multi-host tests: `prefix` runs it in another network namespace
+ * (`net.prefix(i)` of test/support/netns.ts: `['ip', 'netns', 'exec', ns]`), bound to `host` (that
+ * namespace's address, reachable from the test's) on known ports, since free ports in the test's own
+ * namespace say nothing about another's.
+ */
+export interface DaemonPlacement {
+  prefix: readonly string[];
+  host: string;
+  udpPort: number;
+  httpPort: number;
+}
+
+/**
+ * Starts the daemon on free loopback ports, or, with `placement`, as placed there; resolves once
+ * /readyz answers 200 (from the test's namespace, at the daemon's address).
+ */
+export async function startDaemon(
+  env: Record<string, string> = {},
+  placement?: DaemonPlacement,
+): Promise<Daemon> {
+  let host = '127.0.0.1';
+  let udpPort: number;
+  let httpPort: number;
+  if (placement === undefined) {
+    // Ports the caller chose in env (a host's URL names its HTTP port before it starts), else free ones.
+    udpPort = env['CABTRACK_UDP_PORT'] !== undefined ? Number(env['CABTRACK_UDP_PORT']) : await freePort();
+    httpPort = env['CABTRACK_HTTP_PORT'] !== undefined ? Number(env['CABTRACK_HTTP_PORT']) : await freePort();
+    while (httpPort === udpPort) httpPort = await freePort();
+  } else {
+    ({ host, udpPort, httpPort } = placement);
+  }
+  const prefix = placement?.prefix ?? [];
+  const argv = [...prefix, process.execPath, 'src/main.ts'];
+  // `ip netns exec` execs the command in place, so the child's pid is the daemon's primary and a
+  // signal to it reaches the daemon itself.
+  const proc = spawn(argv[0]!, argv.slice(1), {
     cwd: ROOT,
     env: {
       PATH: process.env['PATH'] ?? '',
-      CABTRACK_HOST: '127.0.0.1',
+      CABTRACK_HOST: host,
       CABTRACK_UDP_PORT: String(udpPort),
       CABTRACK_HTTP_PORT: String(httpPort),
       CABTRACK_WORKERS: '2',
@@ -155,7 +187,7 @@ export async function startDaemon(env: Record<string, string> = {}): Promise<Dae
     },
     stdio: ['ignore', 'inherit', 'pipe'],
   });
-  const d = new Daemon(proc, udpPort, httpPort, Number(env['CABTRACK_PUBLISH_MS'] ?? 200));
+  const d = new Daemon(proc, udpPort, httpPort, Number(env['CABTRACK_PUBLISH_MS'] ?? 200), host);
   const started = Date.now();
   for (;;) {
     if (proc.exitCode !== null) throw new Error(`daemon exited with ${proc.exitCode}: ${d.logs.join('\n')}`);
@@ -173,20 +205,27 @@ export async function startDaemon(env: Record<string, string> = {}): Promise<Dae
   }
 }
 
-/** A driver app's socket: one source address, as one phone behind one NAT mapping. */
+/**
+ * A driver app's socket: one source address, as one phone behind one NAT mapping. `daemonHost` is the
+ * daemon's address (a namespaced daemon's, test/support/netns.ts); the phone binds loopback for a
+ * loopback daemon, else any address, so the kernel picks the route's source.
+ */
 export class Phone {
   readonly socket = dgram.createSocket('udp4');
   readonly #port: number;
-  constructor(daemonUdpPort: number) {
+  readonly #host: string;
+  constructor(daemonUdpPort: number, daemonHost = '127.0.0.1') {
     this.#port = daemonUdpPort;
+    this.#host = daemonHost;
   }
   async open(): Promise<number> {
-    await new Promise<void>((resolve) => this.socket.bind(0, '127.0.0.1', () => resolve()));
+    const bindTo = this.#host === '127.0.0.1' ? '127.0.0.1' : '0.0.0.0';
+    await new Promise<void>((resolve) => this.socket.bind(0, bindTo, () => resolve()));
     return this.socket.address().port;
   }
   send(buf: Uint8Array): Promise<void> {
     return new Promise((resolve, reject) =>
-      this.socket.send(buf, this.#port, '127.0.0.1', (err) => (err ? reject(err) : resolve())),
+      this.socket.send(buf, this.#port, this.#host, (err) => (err ? reject(err) : resolve())),
     );
   }
   close(): void {
