@@ -652,6 +652,7 @@ function costSection(r: any): { text: string; target: string; target14: string }
     int(x.decodeNsPerDatagram),
     x.shuffledNsPerDatagram === undefined ? '-' : int(x.shuffledNsPerDatagram),
     ...x.queries.map((q: any) => num(q.usPerQuery, 1)),
+    x.otherCores === undefined ? 'n/a' : num(x.otherCores),
   ]);
   const d = r.daemonLevel;
   // The 1M point from ingest-1m.json as it is now (it runs on its own and may be newer than this run).
@@ -701,6 +702,7 @@ function costSection(r: any): { text: string; target: string; target14: string }
         'decode alone, ns (baseline)',
         `ns/datagram, rounds ${(r.shuffledRounds ?? []).join('-')} (shuffled order)`,
         ...r.inProcess[0].queries.map((q: any) => `nearest-10 within ${q.radiusM / 1000} km, us`),
+        "other jobs' load as the compared rounds started, cores",
       ],
       rows,
     ),
@@ -712,7 +714,8 @@ function costSection(r: any): { text: string; target: string; target14: string }
       `of up to ${r.batch ?? 32} as a worker applies a burst of reads); each round is one fix from every driver. ` +
       `The drivers' order is also their slots' (they were added in it); the shuffled rounds send the same fleet's ` +
       `fixes in a fixed random order, what a worker sees once phones' phases and churn have scattered the slots. ` +
-      `Nearest-10: a Replica loaded from the shard's snapshot (what an HTTP worker answers with).`,
+      `Nearest-10: a Replica loaded from the shard's snapshot (what an HTTP worker answers with). Each compared ` +
+      `round starts when other jobs on the machine use under a quarter of a core (waiting up to 2 s).`,
     '',
     daemon,
   ].join('\n');
