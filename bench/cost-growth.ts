@@ -35,6 +35,7 @@ import { Replica } from '../src/replica/replica.ts';
 import { Shard } from '../src/store/shard.ts';
 import { Prng } from '../test/support/prng.ts';
 import { cabNumber, driverId, Fleet } from './support/fleet.ts';
+import { waitQuiet } from './support/proc.ts';
 import { QUICK, RUN_ID, say, writeResult } from './support/report.ts';
 
 const SEED = 0xc057;
@@ -68,6 +69,8 @@ interface Row {
   pipelineNsPerDatagram: number;
   /** Median ns per datagram over the rounds in a shuffled order (17-19). */
   shuffledNsPerDatagram: number;
+  /** Other jobs' load when the compared rounds started (median), cores. */
+  otherCores: number;
   /** Per round: ns per datagram. */
   curve: Array<{ round: number; ns: number; shuffled: boolean }>;
   queries: Array<{ radiusM: number; usPerQuery: number; meanFound: number }>;
@@ -76,7 +79,7 @@ interface Row {
 /** Independent fleets (seeds) per size: a 10k round lasts milliseconds, so one fleet is a noisy sample. */
 const replicasFor = (n: number): number => Math.min(10, Math.max(1, Math.round(300_000 / n)));
 
-function measure(n: number, replica: number): Row {
+async function measure(n: number, replica: number): Promise<Row> {
   const fleet = new Fleet(n, SEED + replica, T0);
   const shard = new Shard({ trackPoints: 20, idleTimeoutS: IDLE_S });
   for (let i = 0; i < n; i++) shard.add(driverId(i), cabNumber(i), fleet.hi[i]!, i + 1, T0 * 1000);
@@ -139,9 +142,14 @@ function measure(n: number, replica: number): Row {
   const rounds = ROUNDS + SHUFFLED_ROUNDS;
   const curve: Row['curve'] = [];
   const decode: number[] = [];
+  const others: number[] = [];
   for (let r = 1; r <= rounds; r++) {
     const shuffled = r > ROUNDS;
     encodeRound(shuffled);
+    // The rounds compared start when other jobs on the machine are quiet (waiting up to 2 s), as the
+    // daemon-level benchmarks' trials do: a round at 1M lasts a third of a second, a busy neighbour in
+    // it measures the neighbour.
+    if (r >= ROUNDS - 2) others.push(await waitQuiet([process.pid], 0.25, 2000));
     decode.push(decodeRound());
     const ns = pipelineRound(fleet.time[0]!);
     curve.push({ round: r, ns: Math.round(ns), shuffled });
@@ -159,6 +167,7 @@ function measure(n: number, replica: number): Row {
   const main = at(ROUNDS - 2, ROUNDS);
   const shuffled = at(ROUNDS + 1, rounds);
   const decodeNs = Math.round(median(decode.slice(ROUNDS - 3, ROUNDS)));
+  const otherCores = median(others);
   if (replica > 0) {
     return {
       ...emptyRow,
@@ -166,6 +175,7 @@ function measure(n: number, replica: number): Row {
       pipelineNsPerDatagram: main,
       shuffledNsPerDatagram: shuffled,
       decodeNsPerDatagram: decodeNs,
+      otherCores,
       curve,
     };
   }
@@ -209,6 +219,7 @@ function measure(n: number, replica: number): Row {
     decodeNsPerDatagram: decodeNs,
     pipelineNsPerDatagram: main,
     shuffledNsPerDatagram: shuffled,
+    otherCores,
     curve,
     queries,
   };
@@ -220,19 +231,22 @@ const emptyRow: Row = {
   decodeNsPerDatagram: 0,
   pipelineNsPerDatagram: 0,
   shuffledNsPerDatagram: 0,
+  otherCores: 0,
   curve: [],
   queries: [],
 };
 
 const rows: Row[] = [];
 for (const n of SIZES) {
-  const replicas = Array.from({ length: replicasFor(n) }, (_, r) => measure(n, r));
+  const replicas: Row[] = [];
+  for (let r = 0; r < replicasFor(n); r++) replicas.push(await measure(n, r));
   const row: Row = {
     ...replicas[0]!,
     replicas: replicas.length,
     pipelineNsPerDatagram: median(replicas.map((r) => r.pipelineNsPerDatagram)),
     shuffledNsPerDatagram: median(replicas.map((r) => r.shuffledNsPerDatagram)),
     decodeNsPerDatagram: median(replicas.map((r) => r.decodeNsPerDatagram)),
+    otherCores: median(replicas.map((r) => r.otherCores)),
   };
   const { curve: _, ...brief } = row;
   say(JSON.stringify(brief));

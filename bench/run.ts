@@ -652,6 +652,7 @@ function costSection(r: any): { text: string; target: string; target14: string }
     int(x.decodeNsPerDatagram),
     x.shuffledNsPerDatagram === undefined ? '-' : int(x.shuffledNsPerDatagram),
     ...x.queries.map((q: any) => num(q.usPerQuery, 1)),
+    x.otherCores === undefined ? 'n/a' : num(x.otherCores),
   ]);
   const d = r.daemonLevel;
   // The 1M point from ingest-1m.json as it is now (it runs on its own and may be newer than this run).
@@ -701,6 +702,7 @@ function costSection(r: any): { text: string; target: string; target14: string }
         'decode alone, ns (baseline)',
         `ns/datagram, rounds ${(r.shuffledRounds ?? []).join('-')} (shuffled order)`,
         ...r.inProcess[0].queries.map((q: any) => `nearest-10 within ${q.radiusM / 1000} km, us`),
+        "other jobs' load as the compared rounds started, cores",
       ],
       rows,
     ),
@@ -712,7 +714,8 @@ function costSection(r: any): { text: string; target: string; target14: string }
       `of up to ${r.batch ?? 32} as a worker applies a burst of reads); each round is one fix from every driver. ` +
       `The drivers' order is also their slots' (they were added in it); the shuffled rounds send the same fleet's ` +
       `fixes in a fixed random order, what a worker sees once phones' phases and churn have scattered the slots. ` +
-      `Nearest-10: a Replica loaded from the shard's snapshot (what an HTTP worker answers with).`,
+      `Nearest-10: a Replica loaded from the shard's snapshot (what an HTTP worker answers with). Each compared ` +
+      `round starts when other jobs on the machine use under a quarter of a core (waiting up to 2 s).`,
     '',
     daemon,
   ].join('\n');
@@ -927,35 +930,38 @@ ${cold.text}
 
 ${microSection()}
 
-## What limits the targets missed (profiled on the 2-core machine, 2026-11-21)
+## What limits the targets missed, and what the figures are made of (2-core machine, 2026-12-04)
 
-- **Memory.** Until 2026-11-21 the session registry was held three times (the primary's map and a full
-  copy in each worker), about 550 B of a driver's 1,630 B at 1M; now the primary's \`U64Map\` is the only
-  copy and workers ask it for the sessions they have no driver for: 156 B a session, 1,409 B a driver. What
-  is left is the live driver in its worker: a \`Driver\` of about 30 fields whose doubles V8 boxes as heap
-  numbers (pointer compression ended unboxed double fields: about 10 per driver), its id and cab strings
-  and entries in three maps, an R-tree entry, half a \`Trip\`, a 240-byte ring slot, and the primary's
-  directory entry. Heap snapshots at 100k before the change (per driver): workers together 2 KB (typed
-  arrays 565 B: ring slabs, whose unused half after a doubling is not resident, and the session hash
-  tables; strings 390, map tables 300, \`Driver\` 240, boxed numbers 165, \`Trip\` 56). Under 1 KiB needs
-  the driver state as struct-of-arrays in typed arrays (no \`Driver\` object, R-tree items as slot
-  numbers) and rings stored as deltas.
-- **Cost growth.** Past the decode (flat at 70-90 ns) the per-fix work grows with the fleet: about 500 ns
-  at 1M against 250-350 ns at 10k when no driver leaves its R-tree box (maps and tree four levels deeper,
-  cache misses), and a re-index (rbush remove + insert) costs about 19 us at 1M against 2 us at 10k, because
-  \`rbush.remove\` searches every node whose box contains the driver's and 70% of the fleet sits in hotspots
-  where 100 m boxes overlap by the hundreds (a CPU profile at 1M: \`remove\` 37% of the time, the kNN search
-  22%). Nearest-10 at 1M costs 200-260 us in-process for the same reason, against 8-10 us at 10k.
-- **Queries.** Throughput at 3 km is well above Redis's (GEOSEARCH scans every member in the covering
-  geohash cells and sorts them), but on two cores the queries, two workers, the primary, the sender and
-  the load generator share the CPU: at 16 clients the workers fall behind the ingest (datagrams lost, see
-  the table) and every query waits for both workers' event loops, which is where the p99 tail comes from.
-  In quiet spells p99 at 4 clients was 4.9-6.5 ms (quick runs); with other jobs on the machine it is far
-  above 5 ms.
-- **Ingest.** Receiving is most of a worker's cost: the bare receiver spends 3.1-4.4 us a datagram on this
-  VM (one recvmsg and one JS callback per datagram; Node has no recvmmsg), the worker 4.8-6.1 us. Zero-loss
-  rates move by tens of percent with other jobs' load (150-210k at 100k drivers in runs of this day); the CPU
-  per datagram is the steadier figure.
+- **Memory (issue 14).** A driver at 1M costs the primary and the ingest workers about 530 B of RSS.
+  Its structures: in its worker a 64-byte record of typed arrays and 20 B beside it (session, directory
+  epoch, trip start and sync mark), a ring of 20 points as differences (112 B), its id and cab interned
+  as bytes with their index entries (about 40 B), its session's and, while on a trip, its order id's
+  entries in the \`U64Index\`es (16-byte entries at most three quarters full: 21-43 B and 11-21 B); in
+  the primary its session (about 50 B: an index entry and the names as bytes) and its directory entry
+  (about 40 B). That is about 380 B; the rest is the processes' heaps grown by the million registrations,
+  lookups, claims and grants that brought the drivers in (V8 keeps the pages after collecting), and
+  growth slack. Each HTTP worker's replica adds 80-100 B (issue 10's budget: 96 B a process).
+- **Cost growth (issue 14).** In the drivers' own order (their slots') a datagram costs 1.2-1.4x at 1M
+  what it costs at 10k, depending on the run; in a shuffled order 1.5-2.1x. At 10k everything a fix
+  touches is in the core's caches; at 1M each fix in a random order misses on its session's index entry,
+  its record, its ring and its two neighbours in the expiry list, each about 150 ns from memory on this
+  VM, plus as many TLB misses over the 300 MB of a worker's arrays. Fixes are applied in batches whose
+  stages prefetch those lines for every fix of the batch before any is applied, so the misses overlap;
+  the core keeps only about ten in flight, which is what is left. Before the batches (records alone) a
+  fix at 1M cost 2.6x the 10k cost in order; before the records (Driver objects) 3.3x. Transparent huge
+  pages for the workers' arrays (GLIBC_TUNABLES=glibc.malloc.hugetlb=1) took about 10% off the shuffled
+  figure in a trial; not adopted (unmeasured for memory).
+- **Cold start of 100k (issue 12).** Runs of the same day gave 1.9-3.6 s without Redis depending on other
+  jobs: the first second's 100k datagrams arrive while the workers claim their drivers, and what the
+  kernel drops then (15-100k) comes back a second later.
+- **Queries (issue 10).** Throughput at 3 km is well above Redis's (GEOSEARCH scans every member in the
+  covering geohash cells and sorts them), but on two cores the queries, the workers, the primary, the
+  sender and the load generator share the CPU: at 16 clients the workers fall behind the ingest
+  (datagrams lost, see the table), which is where the p99 tail comes from; with other jobs on the machine
+  the ratios move by tens of percent from one run to the next.
+- **Ingest.** Receiving is most of a worker's cost: one recvmsg and one JS callback per datagram (Node
+  has no recvmmsg); see the bare receiver's CPU per datagram against the worker's in table 1. Zero-loss
+  rates move by tens of percent with other jobs' load; the CPU per datagram is the steadier figure.
 
 ## How the measurements are made
 

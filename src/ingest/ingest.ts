@@ -72,8 +72,8 @@ const UNSEEN = -2;
  * look every session up and prefetch its driver's lines; apply every fix, in arrival order. With a
  * million drivers the index and the drivers' records are far bigger than the caches, and a fix looked
  * up and applied on its own waits for each of its cache misses in turn (about 150 ns each here); in
- * tight loops over a batch the misses of different fixes overlap (bench/cost-growth.ts: 495 ns a
- * datagram at 1M drivers one at a time, 280 ns in batches; 190 and 217 ns at 10k). Everything else
+ * tight loops over a batch the misses of different fixes overlap (bench/cost-growth.ts: 473 ns a
+ * datagram at 1M drivers one at a time, 315 ns in batches; 182 and 248 ns at 10k). Everything else
  * that touches the drivers (lookups answered, grants, releases, revocations, removals) first applies
  * the staged batch, so the order of events is the order they arrived in. The clock is read once a batch.
  *

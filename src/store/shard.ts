@@ -211,8 +211,8 @@ export class Shard {
   /**
    * Prefetches the lines a fix for this driver will write: its record, the ring point it will write,
    * and its neighbours in the expiry list. A load starts a miss at once; a store that misses would hold
-   * back every later store, which leave the core in order (a fix at 1M drivers cost 495 ns without
-   * this and the session prefetch, 280 ns with them; 10k drivers: 190 and 217 ns; bench/cost-growth.ts).
+   * back every later store, which leave the core in order (bench/cost-growth.ts: a fix at 1M drivers
+   * cost 473 ns applied on its own, 315 ns in a batch with these prefetches; at 10k 182 and 248 ns).
    */
   warmDriver(slot: number): number {
     const { u32, i32 } = this.#r;
