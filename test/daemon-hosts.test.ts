@@ -86,6 +86,13 @@ t.test('two hosts, one live view', async (t) => {
   };
   const a = await host('a');
   const b = await host('b');
+
+  // A third host given a's id: refused at start while a's lease is alive (it would take a's drivers).
+  await t.rejects(
+    host('a'),
+    /cabtrack: cannot start: CABTRACK_HOST_ID a is in use by a live host at http:\/\/127\.0\.0\.1:\d+/,
+    'a second host with the same id does not start',
+  );
   const phones: Phone[] = [];
   const phone = async (d: Daemon): Promise<Phone> => {
     const p = new Phone(d.udpPort);
@@ -127,6 +134,37 @@ t.test('two hosts, one live view', async (t) => {
   const hopped = await a.request('GET', `/v1/drivers/${mad.id}`, { headers: { 'x-cabtrack-hop': 'b' } });
   t.equal(hopped.status, 404, 'a request from another host is not forwarded again');
   t.equal((await b.get(`/v1/cabs/${bcn.cab}`)).body.id, bcn.id, 'by cab too');
+
+  // An operator deletes, on a, a driver whose fixes reach b: its session is revoked in Redis (and
+  // announced to every host's workers), b drops it, and it leaves both hosts' live views.
+  const gone = car(3, 40_420_000, -3_700_000, 0n);
+  t.equal(
+    (await a.request('PUT', `/v1/sessions/${gone.hex}`, { body: { driverId: gone.id, cab: gone.cab } }))
+      .status,
+    201,
+  );
+  const goneOnB = await phone(b);
+  await drive(goneOnB, gone, 3);
+  await a.waitFor(async () => (await ids(a, 40.42, -3.7)).includes(gone.id), "b's driver listed on a");
+  t.equal((await a.request('DELETE', `/v1/drivers/${gone.id}`)).status, 204, 'deleted through a');
+  await a.waitFor(
+    async () =>
+      !(await ids(a, 40.42, -3.7)).includes(gone.id) && !(await ids(b, 40.42, -3.7)).includes(gone.id),
+    'the deleted driver to leave both hosts',
+  );
+  t.equal(
+    (await b.request('GET', `/v1/drivers/${gone.id}`, { headers: { 'x-cabtrack-hop': 't' } })).status,
+    404,
+    'its owner let it go',
+  );
+  const refused = await b.metric('cabtrack_datagrams_rejected_total', { reason: 'unknown_session' });
+  await drive(goneOnB, gone, 1);
+  await b.waitFor(
+    async () =>
+      (await b.metric('cabtrack_datagrams_rejected_total', { reason: 'unknown_session' })) === refused + 1,
+    'its next fix on b refused',
+  );
+  t.same(await ids(b, 40.42, -3.7), [mad.id], 'and it does not come back');
   await new Promise((r) => setTimeout(r, 1200)); // the trips' once-a-second write
   const trip = await b.get(`/v1/trips/${bcn.order}`);
   t.equal(trip.status, 200);

@@ -253,7 +253,16 @@ export function startIngestWorker(config: Config, runDir: string): void {
   };
   const publishTimer = setInterval(publishNow, config.publishMs);
   // Without Redis there is nowhere to write trips: no scan of the shard for them.
-  const syncTrips = trips === noTrips ? () => {} : () => shard.syncTrips((record) => trips.update(record));
+  // The scan's updates are written at once, not at the store's next flush: its timer and this one are not
+  // in step, so a trip in Redis would otherwise be up to two seconds behind, and a host or worker killed
+  // would cost its trips up to two seconds of points (test/daemon-hosts.test.ts caught it).
+  const syncTrips =
+    trips === noTrips
+      ? () => {}
+      : () => {
+          shard.syncTrips((record) => trips.update(record));
+          trips.flush().catch((err: unknown) => log.warn('trip store', { err: String(err) }));
+        };
   const houseTimer = setInterval(() => {
     clock.tick();
     ingest.counters.expired += shard.expire(clock.nowMs);

@@ -141,6 +141,8 @@ export interface TripSink {
   update(record: TripRecord): void;
   end(record: TripRecord): void;
   release(orderId: string): void;
+  /** Writes what is buffered now (the worker calls it right after its once-a-second scan). */
+  flush(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -149,6 +151,7 @@ export const noTrips: TripSink = {
   update() {},
   end() {},
   release() {},
+  flush: () => Promise.resolve(),
   close: () => Promise.resolve(),
 };
 
