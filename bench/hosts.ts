@@ -236,11 +236,14 @@ async function main(): Promise<void> {
     for (let i = 0; i < portsOf.length; i++) {
       const a = before.redis[i]!;
       const b = after.redis[i]!;
+      nodeCpu.push(round((b.cpuS - a.cpuS) / seconds));
+      // A replica counts the commands it replays from its primary, and its input is the replication
+      // stream: the clients' operations and bytes are the primaries' (no failover during the bench).
+      if (cluster.nodes[i]!.role !== 'primary') continue;
       for (const [cmd, n] of b.calls) calls.set(cmd, (calls.get(cmd) ?? 0) + n - (a.calls.get(cmd) ?? 0));
       netIn += b.netIn - a.netIn;
       netOut += b.netOut - a.netOut;
       replOut += b.replOut - a.replOut;
-      nodeCpu.push(round((b.cpuS - a.cpuS) / seconds));
     }
     // The commands behind the window's INFO calls are the bench's own: left out.
     calls.delete('info');
@@ -347,6 +350,16 @@ async function main(): Promise<void> {
         nodeCpuCores: Object.fromEntries(cluster.nodes.map((n, i) => [`${n.role}:${n.port}`, nodeCpu[i]!])),
         cpuCoresPer1000DriversAllNodes: round(nodeCpu.reduce((x, y) => x + y, 0) / (CARS / 1000), 4),
         byCommandPerS: byCommand,
+        // Of the bytes: the live cells' (SPUBLISH in, one delivery per subscribed host out), from the
+        // hosts' own counters; the rest is sessions and trips, as on a single host.
+        liveBytesInPer1000DriversPerS: round(
+          (perHost.reduce((x, h) => x + h.liveBytesOutPerS, 0) * 1000) / CARS,
+          0,
+        ),
+        liveBytesOutPer1000DriversPerS: round(
+          (perHost.reduce((x, h) => x + h.liveBytesInPerS, 0) * 1000) / CARS,
+          0,
+        ),
         multiHostLayerOpsPer1000DriversPerS: Object.fromEntries(
           Object.entries(layerOps).map(([k, v]) => [k, per1000(v)]),
         ),
