@@ -53,6 +53,9 @@ const BENCHES: Bench[] = [
   { name: 'cold-start', question: 'a fleet coming back at once', args: [], quickArgs: ['--quick'] },
   { name: 'replica', question: 'read replica memory, apply and queries', args: [], quickArgs: ['--quick'] },
   { name: 'publish-tick', question: 'replica lag and CPU by publish tick', args: [], quickArgs: ['--quick'] },
+  { name: 'live-cells', question: 'live cell size between hosts', args: [], quickArgs: ['--quick'] },
+  { name: 'hosts', question: 'three hosts on Redis Cluster', args: [], quickArgs: null },
+  { name: 'stream', question: 'live streams against polling', args: [], quickArgs: null },
   // Last: its step up to 1M stops at the run's deadline (registering 1M sessions takes minutes here).
   { name: 'memory', question: 'memory per driver', args: [], quickArgs: ['--quick'] },
 ];
@@ -826,6 +829,51 @@ interface LastRun {
   outcomes: Outcome[];
 }
 
+// The results' JSON, as bench/stream.ts writes it (load() gives any, as for the other sections).
+function streamTargets(r: any): string[] {
+  if (r == null) return ['not run', 'not run', 'not run'];
+  const [, streams, polls] = r.phases;
+  const s = r.perRiderSecond.stream;
+  const q = r.perRiderSecond.poll;
+  const ratio = q.cpuUs / Math.max(0.01, s.cpuUs);
+  return [
+    `**${streams.latencyP99Ms <= 1500 ? 'met' : 'not met'}**: p99 ${int(streams.latencyP99Ms)} ms, p50 ${int(streams.latencyP50Ms)} ms (target ≤ 1,500 ms), ${int(r.riders)} viewers, ${int(streams.riders.connected)} connected throughout`,
+    `**${ratio >= 10 ? 'met' : 'not met'}**: ${s.cpuUs} us of daemon CPU a viewer-second against ${q.cpuUs} us a poll of nearest (k=100), ${ratio.toFixed(2)}x less (target ≥ 10x); bytes ${int(s.bytes)} a viewer-second against ${int(q.bytes)} a poll`,
+    `**${streams.ingest.lost === 0 && polls.ingest.lost === 0 ? 'met' : 'not met'}**: ${int(streams.ingest.lost)} datagrams lost while streaming, ${int(polls.ingest.lost)} while polling`,
+  ];
+}
+
+// The results' JSON, as bench/hosts.ts writes it.
+function hostsFigures(r: any): string[] {
+  if (r == null) return ['not run', 'not run', 'not run'];
+  const red = r.redis;
+  return [
+    `p50 ${int(r.crossHostLag.p50Ms)} ms, p99 ${int(r.crossHostLag.p99Ms)} ms (${int(r.publishMs)} ms tick; ${int(r.drivers)} drivers on ${int(r.hosts)} hosts)`,
+    `${red.opsPer1000DriversPerS} operations (multi-host layer: ${Object.values(
+      red.multiHostLayerOpsPer1000DriversPerS as Record<string, number>,
+    )
+      .reduce((a, b) => a + b, 0)
+      .toFixed(
+        1,
+      )}), ${int(red.bytesInPer1000DriversPerS)} B in, ${int(red.bytesOutPer1000DriversPerS)} B out, ${int(red.replicationBytesPer1000DriversPerS)} B replicated, ${red.cpuCoresPer1000DriversAllNodes} cores`,
+    (
+      r.perHost as Array<{
+        host: string;
+        driversOwned: number;
+        queriesPerS: number;
+        cpuCores: Record<string, number>;
+      }>
+    )
+      .map(
+        (h) =>
+          `${h.host}: ${int(h.driversOwned)} drivers, ${int(h.queriesPerS)} q/s, ${Object.values(h.cpuCores)
+            .reduce((a, b) => a + b, 0)
+            .toFixed(3)} cores`,
+      )
+      .join('; '),
+  ];
+}
+
 function readme(ran: Outcome[], seconds: number): string {
   const last: LastRun | null =
     ran.length > 0 ? { run: RUN, mode: QUICK ? 'quick' : 'full', seconds, outcomes: ran } : load('run');
@@ -839,6 +887,8 @@ function readme(ran: Outcome[], seconds: number): string {
   const cold = coldStartSection(load('cold-start'));
   const replica = replicaSection(load('replica'));
   const ingest1m = ingest1mTarget(load('ingest-1m'));
+  const stream = streamTargets(load('stream'));
+  const hosts = hostsFigures(load('hosts'));
   const failed = (last?.outcomes ?? []).filter((o) => o.exitCode !== 0);
   return `# Benchmarks
 
@@ -893,6 +943,22 @@ baseline from the same run rather than with another day's figure.
 | Daemon level: one worker with 1M drivers takes ≥ 150k datagrams/s with zero loss | ${ingest1m} |
 | Nearest-10 at 1M ≤ 3x its cost at 10k, in-process (the read replica's index) | ${replica.nearestTarget} |
 | A cold start of 1M drivers (all first fixes within 10 s) completes without the daemon refusing what it can hold | ${cold.target14} |
+
+## Targets (issue 11, \`bench/stream.ts\`: 100k drivers, 10,000 stream viewers with 1 km views)
+
+| target | result |
+|---|---|
+| Fix-to-viewer latency p99 ≤ 1.5 s | ${stream[0]} |
+| CPU per viewer-second ≥ 10x less than polling nearest once a second; bytes | ${stream[1]} |
+| Ingest at half capacity loses no datagram | ${stream[2]} |
+
+## Figures (issue 13, \`bench/hosts.ts\`; the cost model is in docs/multi-host.md)
+
+| figure | measured |
+|---|---|
+| cross-host lag | ${hosts[0]} |
+| Redis Cluster per 1,000 drivers a second | ${hosts[1]} |
+| per host | ${hosts[2]} |
 
 ## 1. Ingest against the ceiling (\`bench/ingest.ts\`)
 

@@ -180,10 +180,18 @@ try {
   );
   const perRiderSecond = (p: Phase): { cpuUs: number; bytes: number } => {
     const extra = p.cpuMs - (base.cpuMs / base.seconds) * p.seconds;
-    const riderSeconds = RIDERS * p.seconds;
+    // A streaming rider costs its share of the window; a polling rider one poll a second, so its cost is
+    // the CPU per poll answered: when the daemon cannot answer every rider each second, dividing by
+    // riders x seconds would credit polling with the polls it never answered.
+    const riderSeconds = p.riders !== null && p.riders.requests > 0 ? p.riders.requests : RIDERS * p.seconds;
     return {
       cpuUs: Math.round(((extra * 1000) / riderSeconds) * 10) / 10,
-      bytes: Math.round((p.riders?.bytes ?? 0) / ((p.riders?.seconds ?? p.seconds) * RIDERS)),
+      bytes: Math.round(
+        (p.riders?.bytes ?? 0) /
+          (p.riders !== null && p.riders.requests > 0
+            ? p.riders.requests
+            : (p.riders?.seconds ?? p.seconds) * RIDERS),
+      ),
     };
   };
   const s = perRiderSecond(streams);

@@ -40,6 +40,7 @@ export interface ViewersResult {
 }
 
 const SELF = fileURLToPath(import.meta.url);
+const FRAME = Buffer.from('data: {"frame":');
 
 export class Viewers {
   readonly #proc = fork(SELF, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -89,8 +90,9 @@ async function stream(c: Extract<ViewersCommand, { t: 'stream' }>): Promise<View
     s.on('data', (chunk: Buffer) => {
       if (!counting) return;
       bytes += chunk.length;
-      // Frames end with a blank line; a heartbeat comment too, but there are none in a busy city.
-      for (let at = chunk.indexOf('\n\nid: '); at >= 0; at = chunk.indexOf('\n\nid: ', at + 6)) frames++;
+      // One data line a frame (the body is chunked, so chunk sizes sit between frames; a chunk of the
+      // socket may split a marker, which undercounts by at most one a read).
+      for (let at = chunk.indexOf(FRAME); at >= 0; at = chunk.indexOf(FRAME, at + FRAME.length)) frames++;
     });
     s.on('error', () => {
       errors++;
