@@ -25,6 +25,7 @@ import { CLIENT, type Daemon, freePort, startDaemon } from '../test/support/daem
 import { Prng } from '../test/support/prng.ts';
 import { startRedisCluster } from '../test/support/redis-cluster.ts';
 import { scrape, sleep, workersByRole } from './support/cabtrack.ts';
+import { buckets, quantile } from './support/histogram.ts';
 import { cpuMs } from './support/proc.ts';
 import { QUICK, say, writeResult } from './support/report.ts';
 
@@ -68,37 +69,9 @@ async function nodeStats(c: Cluster, port: number): Promise<NodeStats> {
   return { calls, netIn, netOut, replOut, cpuS };
 }
 
-/** Quantile of a Prometheus histogram from its cumulative buckets (linear within a bucket). */
-function quantile(buckets: Array<[number, number]>, q: number): number {
-  const total = buckets.at(-1)?.[1] ?? 0;
-  if (total === 0) return Number.NaN;
-  const rank = q * total;
-  let prevBound = 0;
-  let prevCount = 0;
-  for (const [bound, count] of buckets) {
-    if (count >= rank) {
-      if (!Number.isFinite(bound)) return prevBound;
-      return prevBound + ((bound - prevBound) * (rank - prevCount)) / Math.max(1, count - prevCount);
-    }
-    prevBound = bound;
-    prevCount = count;
-  }
-  return prevBound;
-}
-
 async function histogram(d: Daemon, name: string): Promise<Array<[number, number]>> {
-  const text = await (await fetch(`${d.url}/metrics`)).text();
-  const out: Array<[number, number]> = [];
-  const re = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)$`);
-  for (const line of text.split('\n')) {
-    const m = re.exec(line);
-    if (m !== null) out.push([m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2])]);
-  }
-  return out;
+  return buckets(await (await fetch(`${d.url}/metrics`)).text(), name);
 }
-
-const diffBuckets = (a: Array<[number, number]>, b: Array<[number, number]>): Array<[number, number]> =>
-  b.map(([bound, c], i) => [bound, c - (a[i]?.[1] ?? 0)]);
 
 async function labelled(d: Daemon, name: string): Promise<Record<string, number>> {
   const text = await (await fetch(`${d.url}/metrics`)).text();
@@ -124,6 +97,7 @@ function cpuOf(pids: number[]): number {
 }
 
 const round = (x: number, digits = 3): number => Math.round(x * 10 ** digits) / 10 ** digits;
+const ms = (seconds: number | null): number | null => (seconds === null ? null : round(seconds * 1000, 0));
 
 async function main(): Promise<void> {
   const cluster = await startRedisCluster({
@@ -272,7 +246,7 @@ async function main(): Promise<void> {
         ingest: round((after.cpu[h]!.ingest - before.cpu[h]!.ingest) / 1000 / seconds),
         http: round((after.cpu[h]!.http - before.cpu[h]!.http) / 1000 / seconds),
       };
-      const lag = diffBuckets(before.lag[h]!, after.lag[h]!);
+      const lag: [Array<[number, number]>, Array<[number, number]>] = [before.lag[h]!, after.lag[h]!];
       return {
         host: `h${h}`,
         driversOwned: m1.get('cabtrack_drivers') ?? 0,
@@ -280,9 +254,9 @@ async function main(): Promise<void> {
         queriesPerS: h === 0 ? round(served / seconds, 1) : 0,
         cpuCores: cpu,
         crossHostLag: {
-          p50Ms: round(quantile(lag, 0.5) * 1000, 0),
-          p99Ms: round(quantile(lag, 0.99) * 1000, 0),
-          fixes: lag.at(-1)?.[1] ?? 0,
+          p50Ms: ms(quantile(...lag, 0.5)),
+          p99Ms: ms(quantile(...lag, 0.99)),
+          fixes: (lag[1].at(-1)?.[1] ?? 0) - (lag[0].at(-1)?.[1] ?? 0),
         },
         liveBytesOutPerS: round(
           ((m1.get('cabtrack_live_published_bytes_total') ?? 0) -
@@ -303,16 +277,10 @@ async function main(): Promise<void> {
         ),
       };
     });
-    const allLag = diffBuckets(
-      before.lag.reduce(
-        (acc, b) => acc.map(([bd, c], i) => [bd, c + (b[i]?.[1] ?? 0)]),
-        before.lag[0]!.map(([bd]) => [bd, 0] as [number, number]),
-      ),
-      after.lag.reduce(
-        (acc, b) => acc.map(([bd, c], i) => [bd, c + (b[i]?.[1] ?? 0)]),
-        after.lag[0]!.map(([bd]) => [bd, 0] as [number, number]),
-      ),
-    );
+    // Every host's lag histogram summed, bucket by bucket (the hosts share one set of bounds).
+    const sum = (hs: Array<Array<[number, number]>>): Array<[number, number]> =>
+      hs[0]!.map(([bound], i) => [bound, hs.reduce((n, b) => n + (b[i]?.[1] ?? 0), 0)]);
+    const allLag = [sum(before.lag), sum(after.lag)] as const;
     // What a driver and a query cost a host, from the window: ingest and the primary's live cells per
     // 1,000 owned drivers; the HTTP worker's replica per 1,000 drivers it follows (all of them); a query.
     const owned = perHost.reduce((x, h) => x + h.driversOwned, 0);
@@ -338,8 +306,8 @@ async function main(): Promise<void> {
       windowS: round(seconds, 1),
       publishMs: PUBLISH_MS,
       crossHostLag: {
-        p50Ms: round(quantile(allLag, 0.5) * 1000, 0),
-        p99Ms: round(quantile(allLag, 0.99) * 1000, 0),
+        p50Ms: ms(quantile(...allLag, 0.5)),
+        p99Ms: ms(quantile(...allLag, 0.99)),
       },
       redis: {
         opsPerS: round(totalCalls / seconds, 0),

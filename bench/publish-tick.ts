@@ -16,6 +16,7 @@ import {
   waitDrivers,
   workersByRole,
 } from './support/cabtrack.ts';
+import { buckets, quantile } from './support/histogram.ts';
 import { cpuMs } from './support/proc.ts';
 import { QUICK, say, writeResult } from './support/report.ts';
 import { Sender } from './support/sender.ts';
@@ -25,35 +26,6 @@ const DRIVERS = QUICK ? 20_000 : 100_000;
 const TICKS = [100, 200, 250];
 const SECONDS = QUICK ? 4 : 10;
 const workers = availableParallelism();
-
-/** Cumulative bucket counts of a histogram on a /metrics page. */
-function buckets(text: string, name: string): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  const re = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)$`);
-  for (const line of text.split('\n')) {
-    const m = re.exec(line);
-    if (m !== null) out.push([m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2])]);
-  }
-  return out.sort((a, b) => a[0] - b[0]);
-}
-
-function quantile(before: Array<[number, number]>, after: Array<[number, number]>, q: number): number | null {
-  const total = after.at(-1)![1] - (before.at(-1)?.[1] ?? 0);
-  if (total <= 0) return null;
-  let prevBound = 0;
-  let prevCount = 0;
-  for (let i = 0; i < after.length; i++) {
-    const [bound, cum] = after[i]!;
-    const c = cum - (before[i]?.[1] ?? 0);
-    if (c >= q * total) {
-      if (bound === Number.POSITIVE_INFINITY) return prevBound;
-      return prevBound + ((bound - prevBound) * (q * total - prevCount)) / Math.max(1, c - prevCount);
-    }
-    prevBound = bound;
-    prevCount = c;
-  }
-  return null;
-}
 
 const rows = [];
 for (const tick of TICKS) {

@@ -29,6 +29,7 @@ import {
   waitDrivers,
 } from './support/cabtrack.ts';
 import { City } from './support/fleet.ts';
+import { buckets, quantile } from './support/histogram.ts';
 import { cpuMs, udpQueue } from './support/proc.ts';
 import { QUICK, say, writeResult } from './support/report.ts';
 import { Sender } from './support/sender.ts';
@@ -40,34 +41,6 @@ const RIDERS = QUICK ? 2000 : 10_000;
 const SECONDS = QUICK ? 5 : 10;
 const RADIUS = 1000;
 const workers = availableParallelism();
-
-function histogram(text: string, name: string): Array<[number, number]> {
-  const out: Array<[number, number]> = [];
-  const re = new RegExp(`^${name}_bucket\\{le="([^"]+)"\\} (\\S+)$`);
-  for (const line of text.split('\n')) {
-    const m = re.exec(line);
-    if (m !== null) out.push([m[1] === '+Inf' ? Number.POSITIVE_INFINITY : Number(m[1]), Number(m[2])]);
-  }
-  return out.sort((a, b) => a[0] - b[0]);
-}
-
-function quantile(before: Array<[number, number]>, after: Array<[number, number]>, q: number): number | null {
-  const total = (after.at(-1)?.[1] ?? 0) - (before.at(-1)?.[1] ?? 0);
-  if (total <= 0) return null;
-  let prevBound = 0;
-  let prevCount = 0;
-  for (let i = 0; i < after.length; i++) {
-    const [bound, cum] = after[i]!;
-    const c = cum - (before[i]?.[1] ?? 0);
-    if (c >= q * total) {
-      if (bound === Number.POSITIVE_INFINITY) return prevBound;
-      return prevBound + ((bound - prevBound) * (q * total - prevCount)) / Math.max(1, c - prevCount);
-    }
-    prevBound = bound;
-    prevCount = c;
-  }
-  return null;
-}
 
 const city = new City(SEED);
 const rnd = new Prng(SEED ^ 0x7);
@@ -100,7 +73,7 @@ async function phase(
 ): Promise<Phase> {
   const before = await ingestCounts(daemon);
   const drops0 = udpQueue(daemon.udpPort).drops;
-  const lat0 = histogram(await metrics(), 'cabtrack_stream_latency_seconds');
+  const lat0 = buckets(await metrics(), 'cabtrack_stream_latency_seconds');
   const sending = sender.run(daemon.udpPort, DRIVERS, DRIVERS * (SECONDS + 12), SECONDS + 12);
   let cpu0 = 0;
   let cpu1 = 0;
@@ -124,7 +97,7 @@ async function phase(
         cpu1 = daemonCpu();
         t1 = performance.now();
         void metrics().then((m) => {
-          lat1 = histogram(m, 'cabtrack_stream_latency_seconds');
+          lat1 = buckets(m, 'cabtrack_stream_latency_seconds');
         });
       }
     });
@@ -132,7 +105,7 @@ async function phase(
   const s = await sending;
   await sleep(500);
   const after = await ingestCounts(daemon);
-  if (lat1.length === 0) lat1 = histogram(await metrics(), 'cabtrack_stream_latency_seconds');
+  if (lat1.length === 0) lat1 = buckets(await metrics(), 'cabtrack_stream_latency_seconds');
   const ms = (x: number | null): number | null => (x === null ? null : Math.round(x * 1000));
   const p: Phase = {
     name,
