@@ -285,19 +285,7 @@ export class CellSplit {
     s.cell[slot] = cell + 1;
     s.key[slot] = key;
     const d = this.#delta(c);
-    if (d !== null) {
-      d.appeared(key, s.ids[slot]!, s.cabs[slot]!);
-      d.moved(
-        key,
-        s.latE6[slot]!,
-        s.lonE6[slot]!,
-        s.time[slot]!,
-        s.speed[slot]!,
-        s.bearing[slot]!,
-        s.free[slot] === 1,
-        s.received[slot]!,
-      );
-    }
+    if (d !== null) writeDriver(d, key, s, slot);
   }
 
   #leaveCell(s: WorkerState, slot: number, reason: number): void {
@@ -325,21 +313,25 @@ export class CellSplit {
     w.begin(KIND_SNAPSHOT, c.index, c.seq, this.#nowMs, this.#o.hostId);
     for (const [key, at] of c.members) {
       const slot = at % SLOT_BITS;
-      const s = this.#workers.get((at - slot) / SLOT_BITS)!;
-      w.appeared(key, s.ids[slot]!, s.cabs[slot]!);
-      w.moved(
-        key,
-        s.latE6[slot]!,
-        s.lonE6[slot]!,
-        s.time[slot]!,
-        s.speed[slot]!,
-        s.bearing[slot]!,
-        s.free[slot] === 1,
-        s.received[slot]!,
-      );
+      writeDriver(w, key, this.#workers.get((at - slot) / SLOT_BITS)!, slot);
     }
     return w.finish();
   }
+}
+
+/** A driver as a cell's batch introduces it: APPEARED (id, cab), then MOVED with its last fix. */
+function writeDriver(w: BatchWriter, key: number, s: WorkerState, slot: number): void {
+  w.appeared(key, s.ids[slot]!, s.cabs[slot]!);
+  w.moved(
+    key,
+    s.latE6[slot]!,
+    s.lonE6[slot]!,
+    s.time[slot]!,
+    s.speed[slot]!,
+    s.bearing[slot]!,
+    s.free[slot] === 1,
+    s.received[slot]!,
+  );
 }
 
 function newWorker(n: number): WorkerState {
