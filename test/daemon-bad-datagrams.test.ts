@@ -31,10 +31,7 @@ t.test('bad datagrams are counted by reason', async (t) => {
   for (const [, buf] of cases) await phone.send(buf);
   // Then a good fix, a duplicate of it, an older one, and an impossible jump 1 s later.
   await phone.send(encodeTrack({ ...ok, time: now - 5 }));
-  await daemon.waitFor(
-    async () => (await daemon.metric('cabtrack_datagrams_accepted_total')) === 1,
-    'good fix accepted',
-  );
+  await daemon.waitForAccepted(1, 'good fix accepted');
   const more: Array<[string, Uint8Array]> = [
     ['stale', encodeTrack({ ...ok, time: now - 5 })],
     ['stale', encodeTrack({ ...ok, time: now - 6 })],

@@ -87,19 +87,7 @@ t.before(async () => {
       20_000,
     );
   }
-  await daemon
-    .waitFor(
-      async () => (await daemon.metric('cabtrack_datagrams_accepted_total')) === N * 5,
-      'all fixes accepted',
-    )
-    .catch(async (err: unknown) => {
-      // Say which reasons refused what, so a failure here is read, not guessed.
-      const page = (await daemon.get('/metrics', null)).text as string;
-      const refused = page
-        .split('\n')
-        .filter((l) => l.startsWith('cabtrack_datagrams_rejected_total{') && !l.endsWith(' 0'));
-      throw new Error(`${String(err)}; refused: ${refused.join(', ') || 'none'}`);
-    });
+  await daemon.waitForAccepted(N * 5, 'all fixes accepted');
   await daemon.caughtUp();
 });
 

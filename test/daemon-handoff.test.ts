@@ -45,10 +45,7 @@ t.test('a driver moving between workers keeps its ring and trip and is listed on
         encodeTrack({ session, lat, lon: 13_405_000, time, orderId: 42n, cost: 100 + time - now }),
       );
     }
-    await daemon.waitFor(
-      async () => (await daemon.metric('cabtrack_datagrams_accepted_total')) === sent.length,
-      'fixes accepted',
-    );
+    await daemon.waitForAccepted(sent.length, `fixes accepted after phone ${attempt + 1}`);
   }
   const handoffs = await daemon.metric('cabtrack_driver_handoffs_total');
   t.ok(handoffs >= 3, `handoffs seen: ${handoffs}`);

@@ -46,10 +46,7 @@ async function at(x: number, y: number): Promise<[number, number]> {
   // Waits on the counters, not on GET /v1/drivers/corner, which would match the track with OSRM; then
   // on nearest without paths, which answers from the read replicas, a tick behind.
   sent++;
-  await daemon.waitFor(
-    async () => (await daemon.metric('cabtrack_datagrams_accepted_total')) === sent,
-    'fix applied',
-  );
+  await daemon.waitForAccepted(sent, 'fix applied');
   await daemon.caughtUp();
   return [Math.round(lon * 1e6) / 1e6, Math.round(lat * 1e6) / 1e6];
 }

@@ -171,6 +171,37 @@ t.test(
   },
 );
 
+for (const grantAtOnce of [false, true]) {
+  t.test(
+    `fixes that waited for a lookup go before a later fix staged when it is answered${grantAtOnce ? ' (granted inside the claim)' : ''}`,
+    async (t) => {
+      // The registry caches its answer before it tells the ingest (src/sessions/fetching-registry.ts),
+      // so a fix of the same session staged meanwhile finds the session known. Applied first, it
+      // claimed the driver ahead of the fix that waited, and that one was refused as stale.
+      let epoch = 0;
+      const w = world(grantAtOnce ? (w2, id) => w2.ingest.grant(id, ++epoch, null, null) : undefined, true);
+      w.sessions.set(7, 'd7');
+      w.ingest.datagram(fixOf(7, NOW_S - 50, 10_000_000));
+      w.ingest.flush();
+      t.same(w.pending, [7], 'the first fix waits for its lookup');
+      w.ingest.datagram(fixOf(7, NOW_S - 49, 10_000_100));
+      w.mode.value = 'cached';
+      resolve(w, 7);
+      t.same(w.claims, ['d7'], 'one claim');
+      if (!grantAtOnce) w.ingest.grant('d7', ++epoch, null, null);
+      const d = w.shard.byId('d7');
+      t.same(
+        w.shard.points(d).filter((_, i) => i % 3 === 0),
+        [10_000_000, 10_000_100],
+        'both fixes, in the order they arrived',
+      );
+      t.equal(w.ingest.counters.accepted, 2);
+      t.equal(w.ingest.counters.rejected[Reason.stale], 0, 'none refused as stale');
+      t.ok(balance(w));
+    },
+  );
+}
+
 t.test('fixes held for a claim: counted when it is granted, given up, revoked or removed', async (t) => {
   const w = world();
   w.mode.value = 'cached';

@@ -356,11 +356,7 @@ t.test('a daemon inside a host, on the Redis Cluster, fed two cities through the
   t.equal(good, sent, 'no bad datagrams asked for');
   t.equal(balancer.sent[0], sent);
 
-  await daemon.waitFor(
-    async () => (await daemon.metric('cabtrack_datagrams_accepted_total')) === good,
-    `the daemon to accept all ${good} fixes`,
-    15_000,
-  );
+  await daemon.waitForAccepted(good, `the daemon to accept all ${good} fixes`);
   t.equal(await daemon.metric('cabtrack_datagrams_received_total'), sent, 'received = sent');
   t.equal(await daemon.metric('cabtrack_drivers'), 100);
   t.equal(await daemon.metric('cabtrack_redis_up'), 1);

@@ -208,23 +208,39 @@ export class Ingest {
     }
   }
 
-  /** The registry's answer for a session it said was PENDING. */
+  /**
+   * The registry's answer for a session it said was PENDING. Unlike the other events, the fixes that
+   * waited for it go before the staged batch: they arrived first, and the registry has cached its
+   * answer by now, so a staged fix of the same session applied first would claim (or reach) the driver
+   * ahead of them and they would be refused as stale (a CI failure of daemon-handoff: two fixes a
+   * second apart, the second one staged when the lookup of the first was answered). The staged batch
+   * is held back until they are applied, even from a grant that arrives inside a claim.
+   */
   resolved(hi: number, lo: number, result: SessionInfo | undefined | typeof FAILED): void {
-    this.flush();
     const list = this.#waiting.get(hi, lo);
-    if (list === undefined) return;
+    if (list === undefined) {
+      this.flush();
+      return;
+    }
     this.#waiting.delete(hi, lo);
     this.#waitingFixes -= list.length;
-    for (const f of list) {
-      if (result === undefined) this.#settle(Reason.unknownSession);
-      else if (result === FAILED) this.#settle(Reason.lookupFailed);
-      else {
-        // A fix of the same session may have been applied meanwhile (it created the driver).
-        const slot = this.#shard.bySession(hi, lo);
-        if (slot === NO_SLOT) this.#known(result, f, true);
-        else this.#settle(this.#shard.ingest(slot, f, this.#clock.nowMs));
+    const nested = this.#flushing;
+    this.#flushing = true;
+    try {
+      for (const f of list) {
+        if (result === undefined) this.#settle(Reason.unknownSession);
+        else if (result === FAILED) this.#settle(Reason.lookupFailed);
+        else {
+          // A fix of the same session may have been applied meanwhile (it created the driver).
+          const slot = this.#shard.bySession(hi, lo);
+          if (slot === NO_SLOT) this.#known(result, f, true);
+          else this.#settle(this.#shard.ingest(slot, f, this.#clock.nowMs));
+        }
       }
+    } finally {
+      this.#flushing = nested;
     }
+    this.flush();
   }
 
   /**

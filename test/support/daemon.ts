@@ -127,6 +127,35 @@ export class Daemon {
     throw new Error(`timed out waiting for ${what}`);
   }
 
+  /**
+   * Waits until exactly `n` datagrams have been accepted. On a timeout it says what the daemon saw
+   * instead (received, accepted, each refusing reason, its last log lines), so a failure on a loaded
+   * CI machine is read, not guessed.
+   */
+  async waitForAccepted(n: number, what: string, timeoutMs = 20_000): Promise<void> {
+    try {
+      await this.waitFor(
+        async () => (await this.metric('cabtrack_datagrams_accepted_total')) === n,
+        what,
+        timeoutMs,
+      );
+    } catch (err) {
+      const page = (await this.get('/metrics', null)).text;
+      const seen = page
+        .split('\n')
+        .filter(
+          (l) =>
+            (l.startsWith('cabtrack_datagrams_rejected_total{') && !l.endsWith(' 0')) ||
+            l.startsWith('cabtrack_datagrams_received_total') ||
+            l.startsWith('cabtrack_datagrams_accepted_total') ||
+            l.startsWith('cabtrack_driver_handoffs_total'),
+        );
+      throw new Error(
+        `${String(err)} (${n} wanted); ${seen.join(', ')}; logs: ${this.logs.slice(-10).join(' | ')}`,
+      );
+    }
+  }
+
   async stop(): Promise<void> {
     if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGTERM');
     await this.#exited;
