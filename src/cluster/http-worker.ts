@@ -19,6 +19,7 @@ import {
 } from '../metrics.ts';
 import { FrameReader } from '../replica/batch.ts';
 import { Feeds } from '../replica/feed.ts';
+import { JsonBytes } from '../replica/json-bytes.ts';
 import { type DriverView, Replica } from '../replica/replica.ts';
 import { cellsForBox, cellsForBoxes } from '../stream/cells.ts';
 import { CellFrames, freeLayer } from '../stream/frames.ts';
@@ -116,17 +117,20 @@ export function startHttpWorker(config: Config, tokens: Tokens, runDir: string):
 
   const slots: number[] = [];
   const distances: number[] = [];
+  const answer = new JsonBytes();
   const backend: Backend = {
     async nearest(lat, lon, k, radius, free, withPath) {
       const n = replica.nearest(lat, lon, k, radius, free, slots, distances);
       if (!withPath) {
         // The common case, the client app's poll: the answer written straight from the replica.
-        let text = '[';
+        const out = answer.reset();
+        out.byte(91);
         for (let i = 0; i < n; i++) {
-          if (i > 0) text += ',';
-          text += replica.json(slots[i]!, Math.round(distances[i]! * 10) / 10);
+          if (i > 0) out.byte(44);
+          replica.writeJson(slots[i]!, Math.round(distances[i]! * 10), out);
         }
-        return new JsonText(`${text}]`);
+        out.byte(93);
+        return new JsonText(out.take());
       }
       const drivers: Array<DriverView & { distance: number }> = new Array(n);
       const owners = new Map<number, string[]>();

@@ -95,15 +95,19 @@ export interface ApiOptions {
 type Role = 'client' | 'operator' | 'public';
 
 /**
- * A body already serialised as JSON (the nearest route builds its answer straight from the replica's
- * arrays, without an object per driver). Sent as application/json.
+ * A body already serialised as JSON, as UTF-8 bytes (the nearest route writes its answer straight from
+ * the replica's arrays, without an object per driver or a string: src/replica/json-bytes.ts). Sent as
+ * application/json.
  */
 export class JsonText {
-  readonly text: string;
-  constructor(text: string) {
-    this.text = text;
+  readonly bytes: Buffer;
+  constructor(bytes: Buffer) {
+    this.bytes = bytes;
   }
 }
+
+const DRIVERS_OPEN = Buffer.from('{"drivers":');
+const DRIVERS_CLOSE = Buffer.from('}');
 
 const digest = (s: string): Buffer => createHash('sha256').update(s).digest();
 
@@ -223,7 +227,9 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
       const drivers = await backend.nearest(lat, lon, k, radius, free, path);
       return [
         'nearest',
-        drivers instanceof JsonText ? new JsonText(`{"drivers":${drivers.text}}`) : { drivers },
+        drivers instanceof JsonText
+          ? new JsonText(Buffer.concat([DRIVERS_OPEN, drivers.bytes, DRIVERS_CLOSE]))
+          : { drivers },
         200,
       ];
     }
@@ -317,7 +323,7 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
       else if (typeof body === 'string') res.end(body);
       else if (body instanceof JsonText) {
         res.setHeader('content-type', 'application/json');
-        res.end(body.text);
+        res.end(body.bytes);
       } else {
         res.setHeader('content-type', 'application/json');
         res.end(JSON.stringify(body));

@@ -170,6 +170,29 @@ export class Names {
     return this.#arena.toString('latin1', cabAt + 1, cabAt + 1 + this.#arena[cabAt]!);
   }
 
+  /**
+   * Copies the slot's id into `to` at `at` as bytes (ASCII, at most 255), no string made; returns how
+   * many (the nearest route writes its answer as bytes: src/replica/json-bytes.ts).
+   */
+  copyId(slot: number, to: Uint8Array, at: number): number {
+    const from = this.#at[slot]!;
+    const arena = this.#arena;
+    const len = arena[from]!;
+    // A loop, not Buffer#copy: names are a few bytes, shorter than a call into C++ is worth.
+    for (let i = 0; i < len; i++) to[at + i] = arena[from + 1 + i]!;
+    return len;
+  }
+
+  /** As copyId, for the slot's cab. */
+  copyCab(slot: number, to: Uint8Array, at: number): number {
+    const from = this.#cabAt(slot);
+    const arena = this.#arena;
+    const len = arena[from]!;
+    // A loop, not Buffer#copy: names are a few bytes, shorter than a call into C++ is worth.
+    for (let i = 0; i < len; i++) to[at + i] = arena[from + 1 + i]!;
+    return len;
+  }
+
   /** Whether the slot's id is `id` (no string made). */
   idIs(slot: number, id: string): boolean {
     return this.#textAt(this.#at[slot]!, id);

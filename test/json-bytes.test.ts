@@ -1,0 +1,101 @@
+import t from 'tap';
+import { BatchWriter, KIND_SNAPSHOT } from '../src/replica/batch.ts';
+import { JsonBytes } from '../src/replica/json-bytes.ts';
+import { Replica } from '../src/replica/replica.ts';
+import { Prng } from './support/prng.ts';
+
+/**
+ * The nearest route writes its answer as bytes (src/replica/json-bytes.ts): the text must be exactly
+ * what JSON.stringify writes for the same values, or clients would see other numbers.
+ */
+
+const written = (f: (w: JsonBytes) => void): string => {
+  const w = new JsonBytes();
+  f(w);
+  return w.take().toString('latin1');
+};
+
+t.test('integers and fixed-point numbers are written as JSON.stringify writes their values', async (t) => {
+  const rnd = new Prng(0x150b);
+  const edges = [0, 1, 9, 10, 99, 100, 101, 1_000_000, 999_999, 2 ** 31, 4_294_967_295];
+  for (const n of edges)
+    t.equal(
+      written((w) => w.uint(n)),
+      JSON.stringify(n),
+      `uint ${n}`,
+    );
+  const e6 = [0, 1, -1, 10, -10, 100_000, 1_000_000, -1_000_000, 90_000_000, -90_000_000, 180_000_000];
+  e6.push(-179_999_999, 42_887_400, 42_887_417, -500, 5, 120_000_001);
+  for (const v of e6)
+    t.equal(
+      written((w) => w.fixed(v, 6)),
+      JSON.stringify(v / 1e6),
+      `e6 ${v}`,
+    );
+  let bad = 0;
+  for (let i = 0; i < 100_000; i++) {
+    const v = (rnd.uint32() % 360_000_001) - 180_000_000;
+    const tenths = rnd.uint32() % 500_001;
+    const n = rnd.uint32();
+    if (written((w) => w.fixed(v, 6)) !== JSON.stringify(v / 1e6)) bad++;
+    if (written((w) => w.fixed(tenths, 1)) !== JSON.stringify(tenths / 10)) bad++;
+    if (written((w) => w.uint(n)) !== JSON.stringify(n)) bad++;
+  }
+  t.equal(bad, 0, '300,000 random values written as JSON.stringify writes them');
+});
+
+t.test('the writer grows past its first buffer and keeps what it wrote', async (t) => {
+  const w = new JsonBytes();
+  const parts: number[] = [];
+  w.byte(91);
+  for (let i = 0; i < 10_000; i++) {
+    if (i > 0) w.byte(44);
+    w.uint(i * 7919);
+    parts.push(i * 7919);
+  }
+  w.byte(93);
+  t.same(JSON.parse(w.take().toString()), parts, '~60 KB written through a 16 KB start');
+  t.equal(w.reset().length, 0, 'reset forgets it');
+});
+
+t.test("a driver's JSON is its view with its distance, byte for byte", async (t) => {
+  const rnd = new Prng(0x7e57);
+  const r = new Replica();
+  const w = new BatchWriter();
+  w.begin(KIND_SNAPSHOT, 1, 1, 1000);
+  const n = 2_000;
+  for (let key = 1; key <= n; key++) {
+    // Names of every length and allowed character; positions around (0, 0) so both signs occur.
+    const name = (len: number): string => {
+      const chars = 'ABCXYZabcxyz0123456789._:-';
+      let s = '';
+      for (let i = 0; i < len; i++) s += chars[rnd.uint32() % chars.length];
+      return s;
+    };
+    w.appeared(key, `${name(1 + (rnd.uint32() % 60))}-${key}`, name(1 + (rnd.uint32() % 20)));
+    const latE6 = (rnd.uint32() % 200_001) - 100_000;
+    const lonE6 = (rnd.uint32() % 200_001) - 100_000;
+    const time = rnd.uint32();
+    w.moved(key, latE6, lonE6, time, rnd.uint32() % 65_536, rnd.uint32() % 360, rnd.uint32() % 2 === 0, 900);
+  }
+  r.apply(Buffer.from(w.finish()), 1000);
+  t.equal(r.size, n, 'every driver placed');
+  const slots: number[] = [];
+  const distances: number[] = [];
+  const found = r.nearest(0, 0, n, 50_000, false, slots, distances);
+  t.equal(found, n, 'every driver found');
+  const out = new JsonBytes();
+  let mismatches = 0;
+  let first = '';
+  for (let i = 0; i < found; i++) {
+    const tenths = Math.round(distances[i]! * 10);
+    r.writeJson(slots[i]!, tenths, out.reset());
+    const ours = out.take().toString('latin1');
+    const theirs = JSON.stringify({ ...r.view(slots[i]!), distance: tenths / 10 });
+    if (ours !== theirs) {
+      mismatches++;
+      if (first === '') first = `${ours} != ${theirs}`;
+    }
+  }
+  t.equal(mismatches, 0, first || 'all 2,000 drivers written exactly as JSON.stringify writes their view');
+});
