@@ -18,6 +18,7 @@ const QUICK = process.argv.includes('--quick');
 const onlyArg = process.argv.indexOf('--only');
 const ONLY = onlyArg > 0 ? new Set(process.argv[onlyArg + 1]!.split(',')) : null;
 const README_ONLY = process.argv.includes('--readme');
+const RUN_MODE: LastRun['mode'] = QUICK ? 'quick' : ONLY !== null ? 'partial' : 'full';
 const RUN = new Date().toISOString();
 const STARTED = Date.now();
 const DIR = fileURLToPath(new URL('./', import.meta.url));
@@ -824,7 +825,8 @@ function microSection(): string {
 /** What the last `npm run bench` ran (results/run.json), for a README regenerated later. */
 interface LastRun {
   run: string;
-  mode: 'quick' | 'full';
+  /** partial: `--only` some of them; the other sections keep their own last results. */
+  mode: 'quick' | 'full' | 'partial';
   seconds: number;
   outcomes: Outcome[];
 }
@@ -876,7 +878,7 @@ function hostsFigures(r: any): string[] {
 
 function readme(ran: Outcome[], seconds: number): string {
   const last: LastRun | null =
-    ran.length > 0 ? { run: RUN, mode: QUICK ? 'quick' : 'full', seconds, outcomes: ran } : load('run');
+    ran.length > 0 ? { run: RUN, mode: RUN_MODE, seconds, outcomes: ran } : load('run');
   described = last?.run ?? RUN;
   const m = load('ingest')?.machine ?? machineInfo();
   const ingest = ingestSection(load('ingest'));
@@ -904,7 +906,7 @@ node bench/cold-start.ts --1m  # a million drivers coming back at once: about 2 
 \`\`\`
 
 Machine: ${m.cpuModel}, ${m.cores} cores, ${int(m.memoryBytes / 2 ** 30)} GiB, Node ${m.node}, Linux ${m.kernel}.
-${last === null ? '' : `Last \`npm run bench\`: ${last.run.slice(0, 16).replace('T', ' ')} UTC, ${last.mode}, ${Math.round(last.seconds)} s (${last.outcomes.map((o) => `${o.name} ${Math.round(o.seconds)} s`).join(', ')}).`}
+${last === null ? '' : `Last \`npm run bench\`: ${last.run.slice(0, 16).replace('T', ' ')} UTC, ${last.mode}, ${Math.round(last.seconds)} s (${last.outcomes.map((o) => `${o.name} ${Math.round(o.seconds)} s`).join(', ')}).${last.mode === 'partial' ? ' Only these ran: every other section keeps the figures of its own last run, dated in its heading.' : ''}`}
 ${failed.length > 0 ? `\n**Failed in the last run:** ${failed.map((o) => `${o.name} (exit ${o.exitCode})`).join(', ')}; their tables below are older.\n` : ''}
 The machine is shared and noisy (other jobs run on the same two cores), so compare each figure with its
 baseline from the same run rather than with another day's figure.
@@ -1062,7 +1064,7 @@ const totalS = (performance.now() - t0) / 1000;
 // as the linter wants them (other files in results/ are their owners' business).
 formatFiles(outcomes.map((o) => `${RESULTS}${o.name}.json`).filter((f) => existsSync(f)));
 if (outcomes.length > 0) {
-  const last: LastRun = { run: RUN, mode: QUICK ? 'quick' : 'full', seconds: totalS, outcomes };
+  const last: LastRun = { run: RUN, mode: RUN_MODE, seconds: totalS, outcomes };
   writeFileSync(`${RESULTS}run.json`, `${JSON.stringify(last, null, 2)}\n`);
   formatFiles([`${RESULTS}run.json`]);
 }
