@@ -1021,7 +1021,15 @@ ${microSection()}
   figure in a trial; not adopted (unmeasured for memory).
 - **Cold start of 100k (issue 12).** Runs of the same day gave 1.9-3.6 s without Redis depending on other
   jobs: the first second's 100k datagrams arrive while the workers claim their drivers, and what the
-  kernel drops then (15-100k) comes back a second later.
+  kernel drops then (15-100k) comes back a second later. With Redis, five runs on a quiet machine
+  (2026-12-05) gave 5.62, 6.71, 6.58, 6.49 and 6.33 s against the cap's 6 s, with 206-247k kernel drops
+  and only 1.8-11k fixes throttled: after the first second the cap is not what holds drivers back (3-15k
+  go live a second, under the 20k the cap allows), the datagrams that never reach a worker are. Here the
+  sender (100k datagrams/s), redis-server (the lookups, and an HSET a second for every trip that has
+  started) and the daemon share two cores; a profile of an ingest worker in that window is 15% trip
+  writes (ioredis building commands) and 15% GC. Writing only a running trip's changing fields took the
+  drops to 206-228k and the time to 6.3-6.5 s in two runs: not enough to adopt against what it costs
+  (a hash that lost its first write in a failover would stay partial).
 - **Queries (issue 10).** Throughput at 3 km is well above Redis's (GEOSEARCH scans every member in the
   covering geohash cells and sorts them), but on two cores the queries, the workers, the primary, the
   sender and the load generator share the CPU: at 16 clients the workers fall behind the ingest
