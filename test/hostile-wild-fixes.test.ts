@@ -1,6 +1,7 @@
 import t from 'tap';
 import { encodeTrack } from '../src/codec/encode.ts';
 import { haversineM } from '../src/geo/distance.ts';
+import { MAX_FUTURE_S } from '../src/ingest/filter.ts';
 import { type Daemon, startDaemon } from './support/daemon.ts';
 import { Fleet } from './support/hostile-fleet.ts';
 import { Pacer, safeWindow, scrape, settle } from './support/hostile-net.ts';
@@ -66,7 +67,10 @@ t.test('wild fixes mixed into a fleet never move a driver', async (t) => {
         else if (kind === 1 && before !== undefined)
           wild.push(encodeTrack({ session, lat: before.lat, lon: before.lon, time: before.time })); // replayed
         else if (kind === 2)
-          wild.push(encodeTrack({ ...at, time: nowS() + rnd.int(61, 3600) })); // future
+          // Future: clearly past the daemon's MAX_FUTURE_S allowance. Not by one second only: the
+          // daemon reads its clock when it takes the datagram, which may be in the next second, and a
+          // fix 60 s ahead of that is within the allowance, a plausible real fix (CI saw it once).
+          wild.push(encodeTrack({ ...at, time: nowS() + rnd.int(MAX_FUTURE_S + 10, 3600) }));
         else if (kind === 3)
           wild.push(encodeTrack({ ...at, lat: 91_000_000 + rnd.int(0, 1e6) })); // out of range
         else if (kind === 4)
