@@ -4,9 +4,10 @@
  * datagrams/s, about half the cluster's zero-loss rate here), and 10,000 riders with random ~1 km views
  * where the drivers are (the seeded city's hotspots), from a load-generator process:
  *
- * - streams: every rider holds GET /v1/stream/nearby?radius=1000 open (raw sockets, counted, not parsed);
+ * - streams: every rider holds GET /v1/stream/nearby?radius=1000 open (raw sockets, counted, not parsed),
+ *   following its nearest 100 cars (the stream's default limit);
  * - polls: every rider asks GET /v1/drivers/nearest?radius=1000&k=100 once a second (k=100, the API's
- *   most: the poll closest to "the cars in my view"), the same points;
+ *   most, and the same 100 cars), the same points;
  * - baseline: the ingest alone, no riders.
  *
  * Per rider-second: the daemon's CPU (all its processes, /proc) over the measured window minus the

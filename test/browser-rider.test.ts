@@ -4,6 +4,7 @@ import t from 'tap';
 import { haversineM } from '../src/geo/distance.ts';
 import { DEFAULT_CENTRE, DEFAULT_SPACING_M } from '../src/sim/city.ts';
 import { runSimulation } from '../src/sim/run.ts';
+import { cellAt, cellBox, distanceToBoxM, NEAR_ZOOM } from '../src/stream/cells.ts';
 import { launchChromium, until, watchErrors } from './support/browser.ts';
 import { CLIENT, type Daemon, OPERATOR, startDaemon } from './support/daemon.ts';
 import { alive } from './support/hostile-net.ts';
@@ -150,7 +151,8 @@ t.test('signed in with the client token, at the rider’s place: only the free c
   );
   t.same(ids, ['in-300', 'in-700', 'in-950'], 'the three free cars within 1 km, nothing else');
   t.same(expected(await pointOf(page)), ids, 'as the great-circle distances say');
-  // The stream itself sends more: whole map cells, so two of the cars beyond 1 km come too.
+  // The stream itself sends more: whole map cells (every cell within the radius, since fewer cars than
+  // its limit are there), so the free cars beyond 1 km in those cells come too.
   const sse = await SseClient.open(
     `${daemon.url}/v1/stream/nearby?lat=${RIDER.lat}&lon=${RIDER.lon}&radius=${RADIUS_M}&free=1`,
     { authorization: `Bearer ${CLIENT}` },
@@ -158,7 +160,16 @@ t.test('signed in with the client token, at the rider’s place: only the free c
   const [snap] = await sse.waitFrames(1);
   sse.close();
   const sent = snap!.cars.map((c) => c.id).sort();
-  t.same(sent, ['in-300', 'in-700', 'in-950', 'out-1100', 'out-1300'], 'sent: those and the two beyond');
+  const inCells = cars
+    .filter((c) => {
+      if (c.id.startsWith('busy')) return false;
+      const cell = cellBox(cellAt(c.at.lat, c.at.lon, NEAR_ZOOM));
+      return distanceToBoxM(RIDER.lat, RIDER.lon, cell) <= RADIUS_M;
+    })
+    .map((c) => c.id)
+    .sort();
+  t.ok(inCells.length > ids.length, `cars beyond 1 km share cells within it (${inCells.join(', ')})`);
+  t.same(sent, inCells, 'sent: the free cars of the cells within the radius');
   await new Promise((r) => setTimeout(r, 2000));
   t.same(await markerIds(page), ids, 'and it keeps to the three, frame after frame');
   t.equal(await page.textContent('#summary'), '3 free cars within 1 km · nearest 300 m');

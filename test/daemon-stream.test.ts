@@ -146,6 +146,52 @@ t.test('a free-only view: a car that takes an order leaves it, and comes back wh
   t.equal(back.cars.find((c) => c.id === 'cab-free')!.free, true);
 });
 
+t.test(
+  "a rider's stream follows its nearest cars (limit), and chooses again when they drive off",
+  async (t) => {
+    // 40 cars on a line east of Q, 50 m apart: 30 of them within the 1,500 m radius.
+    const Q = { lat: P.lat + 0.1, lon: P.lon };
+    const mLon = 111_195 * Math.cos((Q.lat * Math.PI) / 180);
+    const line = Array.from({ length: 40 }, (_, i) => `ln-${String(i).padStart(2, '0')}`);
+    for (let i = 0; i < line.length; i++) await driver(line[i]!, Q.lat, Q.lon + (25 + 50 * i) / mLon);
+    await daemon.caughtUp();
+    const url = (limit: number): string =>
+      `${daemon.url}/v1/stream/nearby?lat=${Q.lat}&lon=${Q.lon}&radius=1500&limit=${limit}`;
+    const few = await SseClient.open(url(5), { authorization: `Bearer ${CLIENT}` });
+    t.teardown(() => few.close());
+    const all = await SseClient.open(url(1000), { authorization: `Bearer ${CLIENT}` });
+    t.teardown(() => all.close());
+    const [a] = await all.waitFrames(1);
+    t.ok(
+      line.slice(0, 30).every((id) => ids(a!).includes(id)),
+      `limit=1000: every car within the radius (${ids(a!).length} cars)`,
+    );
+    const [f] = await few.waitFrames(1);
+    const got = ids(f!);
+    t.ok(
+      line.slice(0, 5).every((id) => got.includes(id)),
+      'limit=5: the five nearest',
+    );
+    t.ok(got.length < 15, `and not the whole circle (${got.length} cars: whole cells)`);
+    // The cars it shows drive 20 km away: they leave, and the view is chosen again around the next ones.
+    const n = few.frames.length;
+    for (const id of got) await move(id, Q.lat + 0.2, Q.lon);
+    const next = await few.waitFor((fr) => fr.snapshot && ids(fr).length > 0, n, 10_000);
+    const rest = line.filter((id) => !got.includes(id));
+    t.ok(
+      rest.slice(0, 5).every((id) => ids(next).includes(id)),
+      `then a snapshot of the next nearest (${ids(next).slice(0, 6).join(', ')}...)`,
+    );
+    t.notOk(
+      got.some((id) => ids(next).includes(id)),
+      'without the cars that left',
+    );
+    const bad = await daemon.request('GET', '/v1/stream/nearby?lat=1&lon=1&limit=0', { token: CLIENT });
+    t.equal(bad.status, 400);
+    t.match(bad.body, { error: { code: 'invalid_parameter', parameter: 'limit' } });
+  },
+);
+
 t.test('stream tokens: EventSource auth, for the right role, until they expire; 401 and 403', async (t) => {
   const noAuth = await SseClient.open(nearbyUrl());
   t.equal(noAuth.status, 401, 'no token');
@@ -222,12 +268,13 @@ t.test('a viewer that never reads: frames skipped, then cut off; memory stays bo
     20_000,
   );
   const before = await scrape(daemon);
-  // A raw connection that asks for the stream and never reads a byte.
+  // A raw connection that asks for the operator's stream of the whole fleet (a rider's follows its
+  // nearest 100 cars) and never reads a byte.
   const stuck = net.connect(daemon.httpPort, '127.0.0.1');
   await new Promise((r) => stuck.once('connect', r));
   stuck.pause();
   stuck.write(
-    `GET /v1/stream/nearby?lat=${P.lat}&lon=${P.lon}&radius=2000 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${CLIENT}\r\n\r\n`,
+    `GET /v1/stream?bbox=${P.lon - 0.01},${P.lat - 0.01},${P.lon + 0.01},${P.lat + 0.01} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${OPERATOR}\r\n\r\n`,
   );
   stuck.on('error', () => {});
   t.teardown(() => stuck.destroy());

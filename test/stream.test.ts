@@ -1,5 +1,5 @@
 import t from 'tap';
-import { bboxAround, haversineM } from '../src/geo/distance.ts';
+import { haversineM, METRES_PER_DEGREE_LAT, metresPerDegreeLon } from '../src/geo/distance.ts';
 import { BatchWriter, KIND_DELTA, KIND_SNAPSHOT, LEFT_DELETED } from '../src/replica/batch.ts';
 import { Replica } from '../src/replica/replica.ts';
 import {
@@ -8,8 +8,11 @@ import {
   cellKey,
   cellOf,
   cellsForBox,
-  cellsForBoxes,
+  cellsNear,
+  distanceToBoxM,
   MAX_BOX_CELLS,
+  MAX_NEAR_CELLS,
+  NEAR_ZOOM,
   STREAM_ZOOM,
 } from '../src/stream/cells.ts';
 import { CellFrames, freeLayer } from '../src/stream/frames.ts';
@@ -19,7 +22,7 @@ import { Prng } from './support/prng.ts';
 
 /** The streams' pure parts: cells, the shared frames, the hub's frames and back-pressure, tokens. */
 
-t.test('cells: keys round-trip, a position is in its cell, covers contain what they cover', async (t) => {
+t.test('cells: keys round-trip, a position is in its cell, boxes are covered', async (t) => {
   const rnd = new Prng(3);
   let bad = 0;
   for (let i = 0; i < 20_000; i++) {
@@ -32,23 +35,86 @@ t.test('cells: keys round-trip, a position is in its cell, covers contain what t
     if (!(lon >= a && lon <= c && lat >= b && lat <= d)) bad++;
   }
   t.equal(bad, 0, '20,000 random positions inside their cells');
-  // A rider's 1 km view in a city is a handful of cells that contain the whole circle.
-  const cells = cellsForBoxes(bboxAround(48.8566, 2.3522, 1000));
-  t.ok(cells.length >= 4 && cells.length <= 16, `${cells.length} cells`);
-  for (let i = 0; i < 2000; i++) {
-    const a = rnd.float() * 2 * Math.PI;
-    const r = rnd.float() * 1000;
-    const lat = 48.8566 + (r * Math.cos(a)) / 111_195;
-    const lon = 2.3522 + (r * Math.sin(a)) / (111_195 * Math.cos((48.8566 * Math.PI) / 180));
-    if (haversineM(48.8566, 2.3522, lat, lon) <= 1000 && !cells.includes(cellAt(lat, lon))) bad++;
-  }
-  t.equal(bad, 0, 'every point of the circle is in a cell of the cover');
   // A box across the antimeridian; a continent at a coarser zoom.
   const across = cellsForBox(179.9, -18, -179.9, -17.9);
   t.ok(across.some((k) => cellOf(k).x === 0) && across.some((k) => cellOf(k).x === 2 ** STREAM_ZOOM - 1));
   const europe = cellsForBox(-10, 35, 30, 60);
   t.ok(europe.length <= MAX_BOX_CELLS && cellOf(europe[0]!).z < STREAM_ZOOM, 'a big box at a coarser zoom');
 });
+
+t.test(
+  'cellsNear: the nearest cells that hold the cars asked for, nearest first; every cell when fewer',
+  async (t) => {
+    const rnd = new Prng(11);
+    const P = { lat: 48.8566, lon: 2.3522 };
+    const mLon = metresPerDegreeLon(P.lat);
+    // 6,000 cars: a crowd around P (as at a station) and the rest spread over 12 km.
+    const cars: Array<[number, number]> = [];
+    for (let i = 0; i < 6000; i++) {
+      const crowd = i < 3000;
+      const r = crowd ? Math.sqrt(rnd.float()) * 700 : 0;
+      const a = rnd.float() * 2 * Math.PI;
+      const dy = crowd ? r * Math.cos(a) : (rnd.float() * 2 - 1) * 6000;
+      const dx = crowd ? r * Math.sin(a) : (rnd.float() * 2 - 1) * 6000;
+      cars.push([P.lat + dy / METRES_PER_DEGREE_LAT, P.lon + dx / mLon]);
+    }
+    // Cars by cell at every zoom a cover may use, counted here independently of the cover.
+    const byCell = new Map<number, number>();
+    for (const [lat, lon] of cars)
+      for (let z = NEAR_ZOOM; z >= 12; z--) {
+        const k = cellAt(lat, lon, z);
+        byCell.set(k, (byCell.get(k) ?? 0) + 1);
+      }
+    const count = (k: number): number => byCell.get(k) ?? 0;
+    let bad = 0;
+    let partial = 0;
+    let whole = 0;
+    for (let trial = 0; trial < 400; trial++) {
+      const lat = P.lat + ((rnd.float() * 2 - 1) * 4000) / METRES_PER_DEGREE_LAT;
+      const lon = P.lon + ((rnd.float() * 2 - 1) * 4000) / mLon;
+      const radius = [200, 1000, 3000][trial % 3]!;
+      const limit = rnd.int(1, 400);
+      const cover = cellsNear(lat, lon, radius, limit, count);
+      const z = cellOf(cover.cells[0]!).z;
+      if (cover.cells.some((k) => cellOf(k).z !== z)) bad++;
+      const held = cover.cells.reduce((n, k) => n + count(k), 0);
+      if (held !== cover.cars) bad++;
+      if (cover.whole) whole++;
+      else {
+        partial++;
+        // Enough cars, and no cell more than needed.
+        if (held < limit || held - count(cover.cells.at(-1)!) >= limit) bad++;
+      }
+      // Nearest first: no car left out within the radius is nearer than a chosen cell.
+      let far = 0;
+      for (const k of cover.cells) far = Math.max(far, distanceToBoxM(lat, lon, cellBox(k)));
+      const chosen = new Set(cover.cells);
+      for (const [clat, clon] of cars) {
+        const d = haversineM(lat, lon, clat, clon);
+        if (d > radius || chosen.has(cellAt(clat, clon, z))) continue;
+        if (cover.whole || d < far - 1) bad++;
+      }
+    }
+    t.equal(bad, 0, '400 random covers: enough cars, nearest first, every car within the radius when whole');
+    t.ok(partial > 50 && whole > 50, `both kinds seen (${partial} partial, ${whole} whole)`);
+    // A 1 km view in the crowd: a few cells, not the hundred of the circle.
+    const crowd = cellsNear(P.lat, P.lon, 1000, 100, count);
+    t.ok(crowd.cells.length <= 6 && crowd.cars >= 100, `${crowd.cells.length} cells, ${crowd.cars} cars`);
+    // A large radius is covered at a coarser zoom; the antimeridian and the pole are covered too.
+    const big = cellsNear(P.lat, P.lon, 50_000, 1e9, () => 0);
+    t.ok(
+      big.whole && big.cells.length <= MAX_NEAR_CELLS && cellOf(big.cells[0]!).z < NEAR_ZOOM,
+      'coarser for 50 km',
+    );
+    const across = cellsNear(-17.95, 179.999, 500, 1e9, () => 0);
+    t.ok(
+      across.cells.some((k) => cellOf(k).x === 0) &&
+        across.cells.some((k) => cellOf(k).x === 2 ** NEAR_ZOOM - 1),
+      'across the antimeridian',
+    );
+    t.equal(distanceToBoxM(0, 179.9, [-180, -1, -179.95, 1]) < 16_000, true, 'the nearer way round');
+  },
+);
 
 /** A replica fed by hand: one source, snapshot then deltas. */
 function replicaWith(): { r: Replica; send: (recs: Array<[string, ...unknown[]]>) => void } {
@@ -246,6 +312,73 @@ t.test(
     t.equal(b.closed && c.closed, true);
   },
 );
+
+t.test('hub: a moving view is chosen again when its cars drive off, and sent a snapshot', async (t) => {
+  const { r, send } = replicaWith();
+  const here = cellAt(10, 10, NEAR_ZOOM);
+  const [w, s, e, n] = cellBox(here);
+  const lat0 = (s + n) / 2;
+  const lon0 = (w + e) / 2;
+  const e6 = (x: number): number => Math.round(x * 1e6);
+  // d1 and d2 in the rider's own cell, d3 three cells east.
+  send([
+    ['a', 1, 'd1', 'c1'],
+    ['m', 1, e6(lat0), e6(lon0), 100],
+    ['a', 2, 'd2', 'c2'],
+    ['m', 2, e6(lat0 + (n - s) / 4), e6(lon0), 100],
+    ['a', 3, 'd3', 'c3'],
+    ['m', 3, e6(lat0), e6(lon0 + 3 * (e - w)), 100],
+  ]);
+  const count = (k: number): number => {
+    let c = 0;
+    const [a, b, cc, d] = cellBox(k);
+    r.forEachIn(a, b, cc, d, () => c++);
+    return c;
+  };
+  const choose = () => cellsNear(lat0, lon0, 2000, 2, count);
+  const frames = new CellFrames(r);
+  const hub = new StreamHub({ frames, maxViewers: 10 });
+  const v = sink();
+  const fixed = sink();
+  const first = choose();
+  t.same(first.cells, [here], "two cars asked for: the rider's own cell holds them");
+  hub.add({ cover: first, choose }, v);
+  hub.add(first.cells, fixed);
+  const tick = (): number => {
+    const changed = hub.rechoose();
+    frames.prepare(hub.activeCells());
+    frames.build();
+    hub.tick();
+    return changed;
+  };
+  const frame = (x: string | undefined): { snapshot: boolean; cars: Array<{ id: string }>; left: string[] } =>
+    JSON.parse(x!.split('\n')[1]!.slice('data: '.length));
+  t.equal(tick(), 0);
+  t.same(
+    frame(v.out[0])
+      .cars.map((c) => c.id)
+      .sort(),
+    ['d1', 'd2'],
+    'the nearest cars, not d3',
+  );
+  // Both drive off 5 km: the view empties (a delta says they left), then is chosen again.
+  send([
+    ['m', 1, e6(lat0 + 0.045), e6(lon0), 200],
+    ['m', 2, e6(lat0 + 0.045), e6(lon0), 200],
+  ]);
+  t.equal(tick(), 0, 'the cars are counted by the tick that sees them go');
+  t.same(frame(v.out[1]).left.sort(), ['d1', 'd2']);
+  t.equal(tick(), 1, 'then the view is chosen again');
+  const again = frame(v.out[2]);
+  t.equal(again.snapshot, true, 'a snapshot of the new cells');
+  t.same(
+    again.cars.map((c) => c.id),
+    ['d3'],
+    'the car now nearest',
+  );
+  t.equal(fixed.out.length, 2, 'a fixed view keeps its cells (nothing more to send it)');
+  t.equal(tick(), 0, 'nothing more to choose while the count stays in its band');
+});
 
 t.test('stream tokens: signed, for a role, until they expire', async (t) => {
   let now = 1_000_000_000_000;

@@ -4,10 +4,9 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Config } from '../config.ts';
 import { HttpError, PeerGoneError, RemoteError, RpcTimeoutError, unavailable } from '../errors.ts';
-import { bboxAround } from '../geo/distance.ts';
 import { LIVE_RELAY_SOCKET } from '../hosts/live-cells.ts';
 import { RemoteFeed } from '../hosts/remote-feed.ts';
-import { type Backend, createApi, JsonText, type Tokens } from '../http/api.ts';
+import { type Backend, createApi, JsonText, type StreamView, type Tokens } from '../http/api.ts';
 import { createPages } from '../http/pages.ts';
 import { log } from '../log.ts';
 import {
@@ -21,9 +20,9 @@ import { FrameReader } from '../replica/batch.ts';
 import { Feeds } from '../replica/feed.ts';
 import { JsonBytes } from '../replica/json-bytes.ts';
 import { type DriverView, Replica } from '../replica/replica.ts';
-import { cellsForBox, cellsForBoxes } from '../stream/cells.ts';
+import { cellBox, cellsForBox, cellsNear, type NearCover } from '../stream/cells.ts';
 import { CellFrames, freeLayer } from '../stream/frames.ts';
-import { StreamHub } from '../stream/hub.ts';
+import { type MovingView, StreamHub } from '../stream/hub.ts';
 import { sseSink } from '../stream/sse.ts';
 import { StreamTokens } from '../stream/tokens.ts';
 import type { HttpApi, PrimaryForHttp } from './protocol.ts';
@@ -193,12 +192,6 @@ export function startHttpWorker(config: Config, tokens: Tokens, runDir: string):
     issueStreamToken: (role) => streamTokens.issue(role, config.streamTokenTtlS),
     verifyStreamToken: (token) => streamTokens.verify(token),
     openStream(view, req, res) {
-      let cells: number[];
-      if (view.kind === 'bbox') cells = cellsForBox(...view.box);
-      else {
-        cells = cellsForBoxes(bboxAround(view.lat, view.lon, view.radius));
-        if (view.free) cells = cells.map(freeLayer);
-      }
       if (hub.viewers >= config.streamMaxViewers) {
         res.setHeader('retry-after', '5');
         throw new HttpError(
@@ -207,15 +200,41 @@ export function startHttpWorker(config: Config, tokens: Tokens, runDir: string):
           `this server takes ${config.streamMaxViewers} stream viewers at most`,
         );
       }
-      const v = hub.add(cells, sseSink(req, res))!;
+      const v = hub.add(view.kind === 'bbox' ? cellsForBox(...view.box) : nearView(view), sseSink(req, res))!;
       req.on('close', () => hub.remove(v));
     },
+  };
+
+  /**
+   * A rider's view: the cells nearest it that hold its `limit` cars (of the free layer with `free`),
+   * chosen again by the hub as cars come and go. A cell's cars are counted from the last tick's frames
+   * when some viewer covers it already, otherwise from the replica.
+   */
+  const nearView = (view: Extract<StreamView, { kind: 'nearby' }>): MovingView => {
+    const layer = view.free ? freeLayer : (key: number): number => key;
+    const count = (key: number): number => {
+      const known = frames.count(layer(key));
+      if (known !== undefined) return known;
+      let n = 0;
+      const [a, b, c, d] = cellBox(key);
+      replica.forEachIn(a, b, c, d, (slot) => {
+        if (!view.free || replica.free(slot)) n++;
+      });
+      return n;
+    };
+    const choose = (): NearCover => {
+      const cover = cellsNear(view.lat, view.lon, view.radius, view.limit, count);
+      if (view.free) cover.cells = cover.cells.map(freeLayer);
+      return cover;
+    };
+    return { cover: choose(), choose };
   };
 
   // Once a second: the cells' frames, then every viewer's. With OSRM the cars that moved get their road
   // paths from their owners first (matched once per fix there, and shared), within the path deadline.
   const roadPaths = new Map<number, string>();
   const streamTick = async (): Promise<void> => {
+    hub.rechoose();
     const moved = frames.prepare(hub.activeCells());
     roadPaths.clear();
     if (config.osrmUrl !== '' && moved.length > 0) await fetchRoadPaths(moved);

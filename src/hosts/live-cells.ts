@@ -2,8 +2,8 @@ import { cellBox, cellKey, tileX, tileY } from '../stream/cells.ts';
 
 /**
  * The cells the live view is shared between hosts by: Web Mercator tiles at one zoom (CABTRACK_LIVE_ZOOM),
- * the scheme the streams' cells use (src/stream/cells.ts), so that a stream cell (zoom 15) lies in exactly
- * one live cell. Each live cell is one Redis Cluster sharded pub/sub channel:
+ * the scheme the streams' cells use (src/stream/cells.ts), so that a stream cell (zoom 15 or 17) lies in
+ * exactly one live cell. Each live cell is one Redis Cluster sharded pub/sub channel:
  *
  *   cabtrack:live:<z>/<x>/<y>
  *

@@ -11,11 +11,13 @@ import {
   DEFAULT_BBOX_LIMIT,
   DEFAULT_K,
   DEFAULT_RADIUS_M,
+  DEFAULT_STREAM_CARS,
   DEFAULT_STREAM_RADIUS_M,
   MAX_BBOX_LIMIT,
   MAX_BODY_BYTES,
   MAX_K,
   MAX_RADIUS_M,
+  MAX_STREAM_CARS,
 } from './limits.ts';
 import { openApiJson } from './openapi.ts';
 import type { Pages } from './pages.ts';
@@ -69,7 +71,7 @@ export interface Backend {
 
 /** What a stream shows: the cars near a point, or those in a box. */
 export type StreamView =
-  | { kind: 'nearby'; lat: number; lon: number; radius: number; free: boolean }
+  | { kind: 'nearby'; lat: number; lon: number; radius: number; free: boolean; limit: number }
   | { kind: 'bbox'; box: [number, number, number, number] };
 
 /** The route took the response over (a stream): nothing more to send. */
@@ -206,7 +208,8 @@ export function createApi(options: ApiOptions): (req: IncomingMessage, res: Serv
       const lon = p.number(q, 'lon', -180, 180);
       const radius = p.number(q, 'radius', 1, MAX_RADIUS_M, DEFAULT_STREAM_RADIUS_M);
       const free = p.flag(q, 'free');
-      backend.openStream({ kind: 'nearby', lat, lon, radius, free }, req, res);
+      const limit = p.integer(q, 'limit', 1, MAX_STREAM_CARS, DEFAULT_STREAM_CARS);
+      backend.openStream({ kind: 'nearby', lat, lon, radius, free, limit }, req, res);
       return ['stream', TAKEN];
     }
     if (path === '/v1/stream') {

@@ -4,11 +4,13 @@ import {
   DEFAULT_BBOX_LIMIT,
   DEFAULT_K,
   DEFAULT_RADIUS_M,
+  DEFAULT_STREAM_CARS,
   DEFAULT_STREAM_RADIUS_M,
   MAX_BBOX_LIMIT,
   MAX_BODY_BYTES,
   MAX_K,
   MAX_RADIUS_M,
+  MAX_STREAM_CARS,
 } from './limits.ts';
 import { ID_PATTERN } from './params.ts';
 
@@ -84,8 +86,9 @@ const streamAnswer = (view: string): object => ({
       '(every car in view), the others deltas (the cars that moved, and the ids of those that left: apply ' +
       '`left` first, then `cars`, since a car moving between two cells of the view is in both). A reconnect ' +
       '(with or without Last-Event-ID) starts again from a snapshot. A comment line every 15 s on a quiet ' +
-      'stream. The view is the map cells covering it (Web Mercator tiles, zoom 15): a car slightly outside ' +
-      'may be sent; clients draw what is inside.',
+      'stream. The view is whole map cells (Web Mercator tiles: zoom 15 or coarser covering a box; for a ' +
+      'rider, the zoom-17 cells nearest it that hold its `limit` cars): a car slightly outside may be sent; ' +
+      'clients draw what is inside.',
     content: { 'text/event-stream': { schema: { type: 'string' } } },
   },
   '400': response('BadRequest'),
@@ -293,6 +296,13 @@ export const openApiDocument = {
             in: 'query',
             description: 'Free cars only: a car that takes an order leaves the view.',
             schema: ref('Flag'),
+          },
+          {
+            name: 'limit',
+            in: 'query',
+            description:
+              'The cars to follow, nearest first. The view is whole map cells, nearest first, until they hold this many cars (or every cell within the radius is in): every car nearer than the cells left out is shown, and a few more. The cells are chosen again as cars come and go, and the frame after is a snapshot.',
+            schema: { type: 'integer', minimum: 1, maximum: MAX_STREAM_CARS, default: DEFAULT_STREAM_CARS },
           },
           streamTokenParam,
         ],

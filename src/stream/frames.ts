@@ -180,6 +180,11 @@ export class CellFrames {
     }
   }
 
+  /** The cars in the cell at the last tick; undefined for a cell no viewer covered. */
+  count(key: number): number | undefined {
+    return this.#cells.get(key)?.members.size;
+  }
+
   /** This tick's cars that moved into or within the cell: JSON objects, comma-separated. */
   cars(key: number): Buffer {
     return this.#cells.get(key)?.cars ?? EMPTY;

@@ -1,3 +1,4 @@
+import type { NearCover } from './cells.ts';
 import type { CellFrames } from './frames.ts';
 
 /** A viewer's connection, as the hub needs it (an HTTP response in src/stream/sse.ts). */
@@ -30,11 +31,27 @@ export interface StreamCounters {
   disconnects: { slow: number; closed: number; shutdown: number };
 }
 
+/**
+ * A view whose cells follow the cars: a rider's nearest cars (cellsNear in src/stream/cells.ts). `choose`
+ * picks the cells again for the cars as they are now.
+ */
+export interface MovingView {
+  cover: NearCover;
+  choose: () => NearCover;
+}
+
+/** Moving views re-chosen in one tick at most: a burst of them is spread over the next ticks. */
+const RECHOOSE_PER_TICK = 500;
+
 interface Viewer {
   readonly sink: ViewerSink;
-  readonly cells: number[];
+  cells: number[];
   /** The cells, sorted and joined: viewers with the same cells share their frame's bytes. */
-  readonly setKey: string;
+  setKey: string;
+  /** A moving view: its cells are chosen again when the cars in them drift out of [low, high]. */
+  readonly choose: (() => NearCover) | null;
+  low: number;
+  high: number;
   /** Sent nothing yet, or skipped a frame: the next one it gets is a snapshot. */
   needsSnapshot: boolean;
   /** When it started skipping frames (null: keeping up). */
@@ -102,20 +119,54 @@ export class StreamHub {
     return this.#frame + 1;
   }
 
-  /** Adds a viewer of these cells; null when the hub is full (the caller answers 503). */
-  add(cells: readonly number[], sink: ViewerSink): Viewer | null {
+  /**
+   * Adds a viewer of these cells, or of a moving view; null when the hub is full (the caller answers
+   * 503).
+   */
+  add(view: readonly number[] | MovingView, sink: ViewerSink): Viewer | null {
     if (this.#viewers.size >= this.#max) return null;
-    const sorted = [...cells].sort((a, b) => a - b);
+    const moving = 'choose' in view;
     const v: Viewer = {
       sink,
-      cells: sorted,
-      setKey: sorted.join(','),
+      cells: [],
+      setKey: '',
+      choose: moving ? view.choose : null,
+      low: 0,
+      high: Infinity,
       needsSnapshot: true,
       behindSince: null,
       lastWriteMs: this.#now(),
     };
+    if (moving) setCover(v, view.cover);
+    else setCells(v, view);
     this.#viewers.add(v);
     return v;
+  }
+
+  /**
+   * Chooses the cells of moving views again where the cars in them (as the last tick counted them) have
+   * drifted out of their band: too few, as cars drove off, or far too many, as a crowd arrived. A view
+   * whose cells change is sent a snapshot: its frame then replaces what the client showed. Call before
+   * activeCells(), so that the new cells are prepared in the same tick. Returns how many changed.
+   */
+  rechoose(): number {
+    let budget = RECHOOSE_PER_TICK;
+    let changed = 0;
+    for (const v of this.#viewers) {
+      // A view not yet sent its first frame (or behind) has cells not counted yet: it waits.
+      if (v.choose === null || v.needsSnapshot) continue;
+      let cars = 0;
+      for (const c of v.cells) cars += this.#frames.count(c) ?? 0;
+      if (cars >= v.low && cars <= v.high) continue;
+      const before = v.setKey;
+      setCover(v, v.choose());
+      if (v.setKey !== before) {
+        v.needsSnapshot = true;
+        changed++;
+      }
+      if (--budget === 0) break;
+    }
+    return changed;
   }
 
   /** The client went away. */
@@ -215,4 +266,20 @@ export class StreamHub {
     parts.push(LEFT, ...lefts, END);
     return Buffer.concat(parts);
   }
+}
+
+function setCells(v: Viewer, cells: readonly number[]): void {
+  v.cells = [...cells].sort((a, b) => a - b);
+  v.setKey = v.cells.join(',');
+}
+
+/**
+ * A moving view's cells and band: chosen again below half the cars asked for (unless every cell within
+ * the radius is in already), or above three times as many (or twice what it had when chosen, when a
+ * single cell held more than that).
+ */
+function setCover(v: Viewer, cover: NearCover): void {
+  setCells(v, cover.cells);
+  v.low = cover.whole ? 0 : Math.ceil(cover.limit / 2);
+  v.high = Math.max(3 * cover.limit, 2 * cover.cars);
 }
