@@ -1,5 +1,5 @@
 import t from 'tap';
-import { BatchWriter, KIND_SNAPSHOT } from '../src/replica/batch.ts';
+import { BatchWriter, KIND_DELTA, KIND_SNAPSHOT } from '../src/replica/batch.ts';
 import { JsonBytes } from '../src/replica/json-bytes.ts';
 import { Replica } from '../src/replica/replica.ts';
 import { Prng } from './support/prng.ts';
@@ -75,7 +75,8 @@ t.test("a driver's JSON is its view with its distance, byte for byte", async (t)
     w.appeared(key, `${name(1 + (rnd.uint32() % 60))}-${key}`, name(1 + (rnd.uint32() % 20)));
     const latE6 = (rnd.uint32() % 200_001) - 100_000;
     const lonE6 = (rnd.uint32() % 200_001) - 100_000;
-    const time = rnd.uint32();
+    // Below 2^31, so that the next fixes (2^31 + key) are newer.
+    const time = rnd.uint32() >>> 1;
     w.moved(key, latE6, lonE6, time, rnd.uint32() % 65_536, rnd.uint32() % 360, rnd.uint32() % 2 === 0, 900);
   }
   r.apply(Buffer.from(w.finish()), 1000);
@@ -98,4 +99,44 @@ t.test("a driver's JSON is its view with its distance, byte for byte", async (t)
     }
   }
   t.equal(mismatches, 0, first || 'all 2,000 drivers written exactly as JSON.stringify writes their view');
+
+  // Then each moves again, and is written as a stream's car: with its road path, straight from its
+  // previous fix, or its point alone.
+  w.begin(KIND_DELTA, 1, 2, 1000);
+  for (let key = 1; key <= n; key++) {
+    const latE6 = (rnd.uint32() % 200_001) - 100_000;
+    const lonE6 = (rnd.uint32() % 200_001) - 100_000;
+    w.moved(key, latE6, lonE6, 2 ** 31 + key, rnd.uint32() % 300, rnd.uint32() % 360, key % 3 === 0, 900);
+  }
+  r.apply(Buffer.from(w.finish()), 1000);
+  let carMismatches = 0;
+  let firstCar = '';
+  const road = [
+    [2.35, 48.85, 100],
+    [2.351234, 48.850001, 100.5],
+  ];
+  for (const slot of slots) {
+    const v = r.view(slot);
+    const here = [v.lon, v.lat, v.time];
+    const prev = [r.prevLonE6(slot) / 1e6, r.prevLatE6(slot) / 1e6, r.prevTime(slot)];
+    for (const [roadPath, fromPrevious, path] of [
+      [JSON.stringify(road), false, road],
+      [undefined, true, [prev, here]],
+      [undefined, false, [here]],
+    ] as const) {
+      r.writeCar(slot, out.reset(), roadPath, fromPrevious);
+      const ours = out.take().toString('latin1');
+      const theirs = JSON.stringify({ ...v, path });
+      if (ours !== theirs) {
+        carMismatches++;
+        if (firstCar === '') firstCar = `${ours} != ${theirs}`;
+      }
+    }
+  }
+  t.equal(slots.filter((s) => r.prevTime(s) === 0).length, 0, 'each with a previous fix to draw from');
+  t.equal(
+    carMismatches,
+    0,
+    firstCar || "2,000 drivers' stream JSON, three paths each, as JSON.stringify writes it",
+  );
 });

@@ -100,7 +100,7 @@ t.test(
     // A 1 km view in the crowd: a few cells, not the hundred of the circle.
     const crowd = cellsNear(P.lat, P.lon, 1000, 100, count);
     t.ok(crowd.cells.length <= 6 && crowd.cars >= 100, `${crowd.cells.length} cells, ${crowd.cars} cars`);
-    // A large radius is covered at a coarser zoom; the antimeridian and the pole are covered too.
+    // A large radius is covered at a coarser zoom; the antimeridian is covered too.
     const big = cellsNear(P.lat, P.lon, 50_000, 1e9, () => 0);
     t.ok(
       big.whole && big.cells.length <= MAX_NEAR_CELLS && cellOf(big.cells[0]!).z < NEAR_ZOOM,
@@ -378,6 +378,137 @@ t.test('hub: a moving view is chosen again when its cars drive off, and sent a s
   );
   t.equal(fixed.out.length, 2, 'a fixed view keeps its cells (nothing more to send it)');
   t.equal(tick(), 0, 'nothing more to choose while the count stays in its band');
+});
+
+t.test('frames model: a client that applies every frame sees exactly the cars in its cells', async (t) => {
+  const rnd = new Prng(0xf4a);
+  const { r, send } = replicaWith();
+  // Four cells in a square, and a viewer of all four, one of two, one of the free layer of two.
+  const c0 = cellAt(10, 10);
+  const { x, y } = cellOf(c0);
+  const quad = [
+    c0,
+    cellKey(STREAM_ZOOM, x + 1, y),
+    cellKey(STREAM_ZOOM, x, y + 1),
+    cellKey(STREAM_ZOOM, x + 1, y + 1),
+  ];
+  const boxes = quad.map(cellBox);
+  const area = [
+    Math.min(...boxes.map((b) => b[0])),
+    Math.min(...boxes.map((b) => b[1])),
+    Math.max(...boxes.map((b) => b[2])),
+    Math.max(...boxes.map((b) => b[3])),
+  ] as const;
+  const views = [
+    { cells: quad, free: false },
+    { cells: quad.slice(0, 2), free: false },
+    { cells: quad.slice(1, 3).map(freeLayer), free: true },
+  ];
+  const frames = new CellFrames(r);
+  const hub = new StreamHub({ frames, maxViewers: 10 });
+  const sinks = views.map((v) => {
+    const k = sink();
+    hub.add(v.cells, k);
+    return k;
+  });
+  type Car = { id: string; lat: number; lon: number; time: number; free: boolean; path: number[][] };
+  const seen = views.map(() => new Map<string, Car>());
+  // The fleet: key -> id, position, time, free; some outside the four cells.
+  const live = new Map<number, { id: string; lat: number; lon: number; time: number; free: boolean }>();
+  let nextKey = 1;
+  let time = 1000;
+  const place = (): [number, number] => {
+    const m = 0.3;
+    const w = area[2] - area[0];
+    const h = area[3] - area[1];
+    return [
+      Math.round((area[1] - h * m + rnd.float() * h * (1 + 2 * m)) * 1e6),
+      Math.round((area[0] - w * m + rnd.float() * w * (1 + 2 * m)) * 1e6),
+    ];
+  };
+  let bad = 0;
+  let checked = 0;
+  let firstBad = '';
+  for (let tick = 0; tick < 60; tick++) {
+    time++;
+    const recs: Array<[string, ...unknown[]]> = [];
+    // Moves (some standing still), order changes, departures.
+    for (const [key, car] of live) {
+      const u = rnd.float();
+      if (u < 0.05) {
+        live.delete(key);
+        recs.push(['l', key, LEFT_DELETED]);
+        continue;
+      }
+      if (u < 0.2) continue; // no fix this second
+      if (u < 0.75) [car.lat, car.lon] = place();
+      if (rnd.chance(0.1)) car.free = !car.free;
+      car.time = time;
+      recs.push(['m', key, car.lat, car.lon, time, car.free]);
+    }
+    // Arrivals after the departures: a slot freed in this batch is taken again in it.
+    for (let i = rnd.int(0, 15); i > 0; i--) {
+      const key = nextKey++;
+      const [lat, lon] = place();
+      const car = { id: `d${key}`, lat, lon, time, free: rnd.chance(0.5) };
+      live.set(key, car);
+      recs.push(['a', key, car.id, `c${key}`], ['m', key, lat, lon, time, car.free]);
+    }
+    send(recs);
+    hub.rechoose();
+    frames.prepare(hub.activeCells());
+    frames.build();
+    hub.tick();
+    // Each client applies what it was sent: a snapshot replaces its view; a delta drops `left`, then
+    // sets `cars`.
+    for (let v = 0; v < views.length; v++) {
+      const out = sinks[v]!.out;
+      for (const text of out.splice(0)) {
+        const f = JSON.parse(text.split('\n')[1]!.slice('data: '.length)) as {
+          snapshot: boolean;
+          cars: Car[];
+          left: string[];
+        };
+        if (f.snapshot) seen[v]!.clear();
+        for (const id of f.left) seen[v]!.delete(id);
+        for (const c of f.cars) seen[v]!.set(c.id, c);
+      }
+      // The truth: the live cars inside the view's cells (of the free layer: free ones).
+      const want = new Map<string, { lat: number; lon: number; time: number }>();
+      for (const car of live.values()) {
+        if (views[v]!.free && !car.free) continue;
+        const inside = views[v]!.cells.some(
+          (k) => cellAt(car.lat / 1e6, car.lon / 1e6) === (k < 0 ? -k - 1 : k),
+        );
+        if (inside) want.set(car.id, car);
+      }
+      const got = seen[v]!;
+      let ok = got.size === want.size;
+      for (const [id, w] of want) {
+        const g = got.get(id);
+        if (
+          g === undefined ||
+          Math.round(g.lat * 1e6) !== w.lat ||
+          Math.round(g.lon * 1e6) !== w.lon ||
+          g.time !== w.time
+        )
+          ok = false;
+        else if (Math.round(g.path.at(-1)![0]! * 1e6) !== w.lon || g.path.at(-1)![2] !== w.time) ok = false;
+      }
+      checked++;
+      if (!ok) {
+        bad++;
+        if (firstBad === '')
+          firstBad = `tick ${tick} view ${v}: ${got.size} cars seen, ${want.size} in the cells`;
+      }
+    }
+  }
+  t.equal(
+    bad,
+    0,
+    firstBad || `${checked} views after 60 ticks of arrivals, moves, order changes and departures`,
+  );
+  t.ok(live.size > 50, `${live.size} cars live at the end`);
 });
 
 t.test('stream tokens: signed, for a role, until they expire', async (t) => {

@@ -235,7 +235,7 @@ export function startHttpWorker(config: Config, tokens: Tokens, runDir: string):
   const roadPaths = new Map<number, string>();
   const streamTick = async (): Promise<void> => {
     hub.rechoose();
-    const moved = frames.prepare(hub.activeCells());
+    const moved = frames.prepare(hub.activeCells(), config.osrmUrl !== '');
     roadPaths.clear();
     if (config.osrmUrl !== '' && moved.length > 0) await fetchRoadPaths(moved);
     const nowMs = Date.now();

@@ -13,8 +13,12 @@
  * still hold the bytes after the next answer starts.
  */
 export class JsonBytes {
-  #buf = Buffer.allocUnsafeSlow(16 * 1024);
+  #buf: Buffer;
   #at = 0;
+
+  constructor(capacity = 16 * 1024) {
+    this.#buf = Buffer.allocUnsafeSlow(capacity);
+  }
 
   /** Forgets what was written. */
   reset(): this {
@@ -29,6 +33,27 @@ export class JsonBytes {
   /** A copy of the bytes written since the last reset. */
   take(): Buffer {
     return Buffer.from(this.#buf.subarray(0, this.#at));
+  }
+
+  /**
+   * The bytes written from `from` on, not copied: they stay valid after the writer grows (it copies to
+   * a new buffer), but not after a reset, which writes over them.
+   */
+  view(from: number): Buffer {
+    return this.#buf.subarray(from, this.#at);
+  }
+
+  /** Bytes written earlier, from `from` for `n`, written again (a car shown in two cells). */
+  again(from: number, n: number): void {
+    const buf = this.room(n);
+    buf.copy(buf, this.#at, from, from + n);
+    this.#at += n;
+  }
+
+  /** A string of ASCII JSON text (a road path as its owner wrote it). */
+  text(s: string): void {
+    const buf = this.room(s.length);
+    this.#at += buf.write(s, this.#at, s.length, 'latin1');
   }
 
   /** ASCII text with nothing to escape (keys, punctuation), pre-encoded by `ascii()`. */

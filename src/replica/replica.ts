@@ -69,6 +69,7 @@ const K_SPEED = ascii(',"speed":');
 const K_BEARING = ascii(',"bearing":');
 const K_FREE = ascii(',"free":');
 const K_DISTANCE = ascii(',"distance":');
+const K_PATH = ascii(',"path":');
 /** Ids and cabs are at most 255 bytes (a u8 length in the name arena). */
 const MAX_NAME = 255;
 
@@ -399,15 +400,53 @@ export class Replica {
   }
 
   /**
-   * The driver as a stream shows it: the API's fields and `path`, given as JSON text (the road path
-   * from the owner, or a straight one).
+   * The driver as a stream shows it, as JSON bytes: the API's fields and `path`, the road path from its
+   * owner (JSON text) when there is one, else straight from the previous fix (`fromPrevious`) or the
+   * current point alone. The same text `JSON.stringify` would give (test/json-bytes.test.ts).
    */
-  carJson(slot: number, pathJson: string): string {
-    return (
-      `{"id":"${this.#names.id(slot)}","cab":"${this.#names.cab(slot)}","lat":${this.#index.latE6(slot) / 1e6},` +
-      `"lon":${this.#index.lonE6(slot) / 1e6},"time":${this.#time[slot]!},"speed":${this.#speed[slot]!},` +
-      `"bearing":${this.#bearing[slot]!},"free":${(this.#flags[slot]! & FREE) !== 0},"path":${pathJson}}`
-    );
+  writeCar(slot: number, out: JsonBytes, roadPath: string | undefined, fromPrevious: boolean): void {
+    const names = this.#names;
+    const index = this.#index;
+    out.raw(K_ID);
+    out.wrote(names.copyId(slot, out.room(MAX_NAME), out.at));
+    out.raw(K_CAB);
+    out.wrote(names.copyCab(slot, out.room(MAX_NAME), out.at));
+    out.raw(K_LAT);
+    out.fixed(index.latE6(slot), 6);
+    out.raw(K_LON);
+    out.fixed(index.lonE6(slot), 6);
+    out.raw(K_TIME);
+    out.uint(this.#time[slot]!);
+    out.raw(K_SPEED);
+    out.uint(this.#speed[slot]!);
+    out.raw(K_BEARING);
+    out.uint(this.#bearing[slot]!);
+    out.raw(K_FREE);
+    out.bool((this.#flags[slot]! & FREE) !== 0);
+    out.raw(K_PATH);
+    if (roadPath !== undefined) out.text(roadPath);
+    else {
+      out.byte(91); // [
+      if (fromPrevious) {
+        out.byte(91);
+        out.fixed(this.#prevLonE6[slot]!, 6);
+        out.byte(44);
+        out.fixed(this.#prevLatE6[slot]!, 6);
+        out.byte(44);
+        out.uint(this.#prevTime[slot]!);
+        out.byte(93);
+        out.byte(44);
+      }
+      out.byte(91);
+      out.fixed(index.lonE6(slot), 6);
+      out.byte(44);
+      out.fixed(index.latE6(slot), 6);
+      out.byte(44);
+      out.uint(this.#time[slot]!);
+      out.byte(93);
+      out.byte(93);
+    }
+    out.byte(125);
   }
 
   readonly #isFree = (slot: number): boolean => (this.#flags[slot]! & FREE) !== 0;

@@ -1,4 +1,5 @@
 import { haversineM } from '../geo/distance.ts';
+import { JsonBytes } from '../replica/json-bytes.ts';
 import { cellBox } from './cells.ts';
 
 /** What the frames need of the read replica (src/replica/replica.ts). */
@@ -18,7 +19,7 @@ export interface CarSource {
   prevLonE6(slot: number): number;
   prevTime(slot: number): number;
   idJson(slot: number): string;
-  carJson(slot: number, pathJson: string): string;
+  writeCar(slot: number, out: JsonBytes, roadPath: string | undefined, fromPrevious: boolean): void;
   free(slot: number): boolean;
 }
 
@@ -45,6 +46,8 @@ export const STANDSTILL_M = 20;
 interface Member {
   gen: number;
   time: number;
+  /** The tick that last found it in the cell: one that did not, it left. */
+  seen: number;
   /** Its id as JSON, kept for the `left` list: the slot may be another driver's by then. */
   idJson: string;
 }
@@ -54,8 +57,8 @@ interface Cell {
   /** The free layer: only cars without an order. */
   readonly freeOnly: boolean;
   members: Map<number, Member>;
-  /** This tick's scan: the cars in the cell now. */
-  now: number[];
+  /** This tick's scan: the cars in the cell with a fix it has not shown (new to it, or moved). */
+  changed: number[];
   cars: Buffer;
   left: Buffer;
   snapshot: Buffer | null;
@@ -77,8 +80,18 @@ const EMPTY = Buffer.alloc(0);
 export class CellFrames {
   readonly #src: CarSource;
   readonly #cells = new Map<number, Cell>();
-  /** This tick's car JSON by slot: a car in cells of several zooms is written once. */
-  #carJson = new Map<number, string>();
+  /**
+   * This tick's bytes: every cell's cars, left and snapshot are views of it. Written afresh each tick
+   * (the hub copies what it sends before the next one).
+   */
+  readonly #out = new JsonBytes(1 << 20);
+  #tick = 0;
+  /** Where this tick wrote each car's JSON (a car in cells of several zooms is written once, copied after). */
+  #carAt = new Int32Array(1024);
+  #carLen = new Int32Array(1024);
+  #carTick = new Uint32Array(1024);
+  /** The tick a car's new fix was first sent (the stream latency is observed once per fix). */
+  #newTick = new Uint32Array(1024);
   #roadPath: (slot: number) => string | undefined = () => undefined;
 
   constructor(source: CarSource) {
@@ -92,9 +105,10 @@ export class CellFrames {
 
   /**
    * Scans the cells viewers cover now; returns the cars that moved far enough since the last tick to
-   * have a path worth matching to the roads (the caller may fetch those before build()).
+   * have a path worth matching to the roads (the caller may fetch those before build()), when asked.
    */
-  prepare(active: Iterable<number>): number[] {
+  prepare(active: Iterable<number>, wantMoved = true): number[] {
+    const tick = ++this.#tick;
     const keep = new Set<number>();
     const moved: number[] = [];
     const src = this.#src;
@@ -106,25 +120,28 @@ export class CellFrames {
           box: cellBox(key < 0 ? -key - 1 : key),
           freeOnly: key < 0,
           members: new Map(),
-          now: [],
+          changed: [],
           cars: EMPTY,
           left: EMPTY,
           snapshot: null,
         };
         this.#cells.set(key, cell);
       }
-      const now: number[] = [];
+      const changed: number[] = [];
       const members = cell.members;
       const freeOnly = cell.freeOnly;
       const [a, b, c, d] = cell.box;
       src.forEachIn(a, b, c, d, (slot) => {
         if (freeOnly && !src.free(slot)) return;
-        now.push(slot);
         const m = members.get(slot);
-        if (m !== undefined && m.gen === src.generation(slot) && m.time === src.time(slot)) return;
-        if (src.prevTime(slot) !== 0 && this.#moveM(slot) >= STANDSTILL_M) moved.push(slot);
+        if (m !== undefined && m.gen === src.generation(slot) && m.time === src.time(slot)) {
+          m.seen = tick;
+          return;
+        }
+        changed.push(slot);
+        if (wantMoved && src.prevTime(slot) !== 0 && this.#moveM(slot) >= STANDSTILL_M) moved.push(slot);
       });
-      cell.now = now;
+      cell.changed = changed;
     }
     for (const key of this.#cells.keys()) if (!keep.has(key)) this.#cells.delete(key);
     return moved;
@@ -138,45 +155,49 @@ export class CellFrames {
     roadPath: (slot: number) => string | undefined = () => undefined,
     onNew: (slot: number) => void = () => {},
   ): void {
-    this.#carJson = new Map();
     this.#roadPath = roadPath;
-    const seen = new Set<number>();
-    const fresh = (slot: number): string => {
-      if (!seen.has(slot)) {
-        seen.add(slot);
-        onNew(slot);
-      }
-      return this.#car(slot);
-    };
+    const out = this.#out.reset();
+    const tick = this.#tick;
     const src = this.#src;
     for (const cell of this.#cells.values()) {
       const members = cell.members;
-      const next = new Map<number, Member>();
-      let cars = '';
-      for (const slot of cell.now) {
+      let left = '';
+      const from = out.at;
+      for (const slot of cell.changed) {
         const gen = src.generation(slot);
-        const time = src.time(slot);
         const m = members.get(slot);
         if (m !== undefined && m.gen === gen) {
-          members.delete(slot);
-          if (m.time !== time) {
-            m.time = time;
-            cars += (cars === '' ? '' : ',') + fresh(slot);
+          // Moved within the cell: a new fix.
+          m.time = src.time(slot);
+          m.seen = tick;
+          this.#grow(slot);
+          if (this.#newTick[slot] !== tick) {
+            this.#newTick[slot] = tick;
+            onNew(slot);
           }
-          next.set(slot, m);
         } else {
-          next.set(slot, { gen, time, idJson: src.idJson(slot) });
-          cars += (cars === '' ? '' : ',') + this.#car(slot);
+          // New to the cell; a slot now another driver's: the one it was has left.
+          if (m !== undefined) left += (left === '' ? '' : ',') + m.idJson;
+          members.set(slot, { gen, time: src.time(slot), seen: tick, idJson: src.idJson(slot) });
         }
+        if (out.at !== from) out.byte(44);
+        this.#car(slot);
       }
+      cell.cars = out.at === from ? EMPTY : out.view(from);
       // What the cell had and has no more: the cars that left it (moved away, or gone).
-      let left = '';
-      for (const m of members.values()) left += (left === '' ? '' : ',') + m.idJson;
-      cell.members = next;
-      cell.cars = cars === '' ? EMPTY : Buffer.from(cars, 'latin1');
-      cell.left = left === '' ? EMPTY : Buffer.from(left, 'latin1');
+      for (const [slot, m] of members) {
+        if (m.seen === tick) continue;
+        left += (left === '' ? '' : ',') + m.idJson;
+        members.delete(slot);
+      }
+      if (left === '') cell.left = EMPTY;
+      else {
+        const at = out.at;
+        out.text(left);
+        cell.left = out.view(at);
+      }
       cell.snapshot = null;
-      cell.now = [];
+      cell.changed = [];
     }
   }
 
@@ -200,9 +221,13 @@ export class CellFrames {
     const cell = this.#cells.get(key);
     if (cell === undefined) return EMPTY;
     if (cell.snapshot === null) {
-      let s = '';
-      for (const slot of cell.members.keys()) s += (s === '' ? '' : ',') + this.#car(slot);
-      cell.snapshot = s === '' ? EMPTY : Buffer.from(s, 'latin1');
+      const out = this.#out;
+      const from = out.at;
+      for (const slot of cell.members.keys()) {
+        if (out.at !== from) out.byte(44);
+        this.#car(slot);
+      }
+      cell.snapshot = out.at === from ? EMPTY : out.view(from);
     }
     return cell.snapshot;
   }
@@ -217,20 +242,34 @@ export class CellFrames {
     );
   }
 
-  #car(slot: number): string {
-    let json = this.#carJson.get(slot);
-    if (json === undefined) {
-      json = this.#src.carJson(slot, this.#roadPath(slot) ?? this.#straight(slot));
-      this.#carJson.set(slot, json);
+  /** The car's JSON, written the first time this tick and copied after. */
+  #car(slot: number): void {
+    this.#grow(slot);
+    const out = this.#out;
+    if (this.#carTick[slot] === this.#tick) {
+      out.again(this.#carAt[slot]!, this.#carLen[slot]!);
+      return;
     }
-    return json;
+    const at = out.at;
+    const src = this.#src;
+    // From the previous fix in a straight line, or the current point alone at a standstill.
+    const fromPrevious = src.prevTime(slot) !== 0 && this.#moveM(slot) >= STANDSTILL_M;
+    src.writeCar(slot, out, this.#roadPath(slot), fromPrevious);
+    this.#carTick[slot] = this.#tick;
+    this.#carAt[slot] = at;
+    this.#carLen[slot] = out.at - at;
   }
 
-  /** From the previous fix to this one, in a straight line; the current point alone at a standstill. */
-  #straight(slot: number): string {
-    const src = this.#src;
-    const here = `[${src.lonE6(slot) / 1e6},${src.latE6(slot) / 1e6},${src.time(slot)}]`;
-    if (src.prevTime(slot) === 0 || this.#moveM(slot) < STANDSTILL_M) return `[${here}]`;
-    return `[[${src.prevLonE6(slot) / 1e6},${src.prevLatE6(slot) / 1e6},${src.prevTime(slot)}],${here}]`;
+  #grow(slot: number): void {
+    if (slot < this.#carAt.length) return;
+    const n = Math.max(slot + 1, this.#carAt.length * 2);
+    const grow = <T extends Int32Array | Uint32Array>(a: T, b: T): T => {
+      b.set(a);
+      return b;
+    };
+    this.#carAt = grow(this.#carAt, new Int32Array(n));
+    this.#carLen = grow(this.#carLen, new Int32Array(n));
+    this.#carTick = grow(this.#carTick, new Uint32Array(n));
+    this.#newTick = grow(this.#newTick, new Uint32Array(n));
   }
 }
