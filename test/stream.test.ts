@@ -220,6 +220,8 @@ t.test('frames: a cell says who moved in or within it, who left, and its snapsho
 
 interface FakeSink extends ViewerSink {
   out: string[];
+  /** Every buffer written, as written: a socket may hold one for seconds. */
+  held: Array<{ bytes: Buffer; text: string }>;
   queued: number;
   closed: boolean;
 }
@@ -227,10 +229,13 @@ interface FakeSink extends ViewerSink {
 function sink(): FakeSink {
   const s: FakeSink = {
     out: [],
+    held: [],
     queued: 0,
     closed: false,
     write(b) {
-      s.out.push(b.toString());
+      const text = b.toString();
+      s.out.push(text);
+      s.held.push({ bytes: b, text });
     },
     backlog: () => s.queued,
     close() {
@@ -509,6 +514,14 @@ t.test('frames model: a client that applies every frame sees exactly the cars in
     firstBad || `${checked} views after 60 ticks of arrivals, moves, order changes and departures`,
   );
   t.ok(live.size > 50, `${live.size} cars live at the end`);
+  // A frame a socket still held is unchanged by the ticks after it (frames are not views of bytes
+  // that later ticks write over).
+  const held = sinks.flatMap((k) => k.held);
+  t.equal(
+    held.filter((h) => h.bytes.toString() !== h.text).length,
+    0,
+    `${held.length} frames held unchanged`,
+  );
 });
 
 t.test('stream tokens: signed, for a role, until they expire', async (t) => {

@@ -43,6 +43,11 @@ export class JsonBytes {
     return this.#buf.subarray(from, this.#at);
   }
 
+  /** The bytes from `from` to `to`, not copied (as view()). */
+  range(from: number, to: number): Buffer {
+    return this.#buf.subarray(from, to);
+  }
+
   /** Bytes written earlier, from `from` for `n`, written again (a car shown in two cells). */
   again(from: number, n: number): void {
     const buf = this.room(n);

@@ -53,16 +53,32 @@ interface Member {
 }
 
 interface Cell {
+  readonly key: number;
   readonly box: [number, number, number, number];
   /** The free layer: only cars without an order. */
   readonly freeOnly: boolean;
   members: Map<number, Member>;
   /** This tick's scan: the cars in the cell with a fix it has not shown (new to it, or moved). */
   changed: number[];
-  cars: Buffer;
-  left: Buffer;
-  snapshot: Buffer | null;
+  /** The ids that left it this tick, each after a comma (written after every cell's cars). */
+  leftText: string;
+  /**
+   * Where this tick's bytes are in the arena, [from, to): the cars that moved into or within it, the
+   * ids that left it, and its snapshot (-1: not made this tick). Each car or id follows a comma.
+   */
+  carsFrom: number;
+  carsTo: number;
+  leftFrom: number;
+  leftTo: number;
+  snapFrom: number;
+  snapTo: number;
 }
+
+/** What a frame takes from its cells (runs()). */
+export const CARS = 0;
+export const LEFT = 1;
+export const SNAPSHOT = 2;
+export type Part = typeof CARS | typeof LEFT | typeof SNAPSHOT;
 
 const EMPTY = Buffer.alloc(0);
 
@@ -80,6 +96,8 @@ const EMPTY = Buffer.alloc(0);
 export class CellFrames {
   readonly #src: CarSource;
   readonly #cells = new Map<number, Cell>();
+  /** The cells in key order: the order their bytes are laid out in (see runs()). */
+  #order: Cell[] = [];
   /**
    * This tick's bytes: every cell's cars, left and snapshot are views of it. Written afresh each tick
    * (the hub copies what it sends before the next one).
@@ -117,13 +135,18 @@ export class CellFrames {
       let cell = this.#cells.get(key);
       if (cell === undefined) {
         cell = {
+          key,
           box: cellBox(key < 0 ? -key - 1 : key),
           freeOnly: key < 0,
           members: new Map(),
           changed: [],
-          cars: EMPTY,
-          left: EMPTY,
-          snapshot: null,
+          leftText: '',
+          carsFrom: 0,
+          carsTo: 0,
+          leftFrom: 0,
+          leftTo: 0,
+          snapFrom: -1,
+          snapTo: -1,
         };
         this.#cells.set(key, cell);
       }
@@ -144,6 +167,7 @@ export class CellFrames {
       cell.changed = changed;
     }
     for (const key of this.#cells.keys()) if (!keep.has(key)) this.#cells.delete(key);
+    this.#order = [...this.#cells.values()].sort((x, y) => x.key - y.key);
     return moved;
   }
 
@@ -159,10 +183,12 @@ export class CellFrames {
     const out = this.#out.reset();
     const tick = this.#tick;
     const src = this.#src;
-    for (const cell of this.#cells.values()) {
+    // Every cell's cars first, in key order, then every cell's left ids in the same order: the cells
+    // of a view are mostly neighbours in that order, so their bytes are mostly one run (see runs()).
+    for (const cell of this.#order) {
       const members = cell.members;
       let left = '';
-      const from = out.at;
+      cell.carsFrom = out.at;
       for (const slot of cell.changed) {
         const gen = src.generation(slot);
         const m = members.get(slot);
@@ -177,28 +203,76 @@ export class CellFrames {
           }
         } else {
           // New to the cell; a slot now another driver's: the one it was has left.
-          if (m !== undefined) left += (left === '' ? '' : ',') + m.idJson;
+          if (m !== undefined) left += `,${m.idJson}`;
           members.set(slot, { gen, time: src.time(slot), seen: tick, idJson: src.idJson(slot) });
         }
-        if (out.at !== from) out.byte(44);
+        out.byte(44);
         this.#car(slot);
       }
-      cell.cars = out.at === from ? EMPTY : out.view(from);
+      cell.carsTo = out.at;
       // What the cell had and has no more: the cars that left it (moved away, or gone).
       for (const [slot, m] of members) {
         if (m.seen === tick) continue;
-        left += (left === '' ? '' : ',') + m.idJson;
+        left += `,${m.idJson}`;
         members.delete(slot);
       }
-      if (left === '') cell.left = EMPTY;
-      else {
-        const at = out.at;
-        out.text(left);
-        cell.left = out.view(at);
-      }
-      cell.snapshot = null;
+      cell.leftText = left;
+      cell.snapFrom = -1;
+      cell.snapTo = -1;
       cell.changed = [];
     }
+    for (const cell of this.#order) {
+      cell.leftFrom = out.at;
+      if (cell.leftText !== '') out.text(cell.leftText);
+      cell.leftTo = out.at;
+      cell.leftText = '';
+    }
+  }
+
+  /**
+   * A frame's part from these cells (in key order, as a viewer keeps them): their cars, left ids or
+   * snapshots, comma-separated, pushed onto `parts` as views of this tick's bytes, with neighbouring
+   * cells' bytes joined into one view where they lie next to each other. Returns how many bytes.
+   */
+  runs(cells: readonly number[], part: Part, parts: Buffer[]): number {
+    const out = this.#out;
+    const first = parts.length;
+    let from = -1;
+    let to = -1;
+    let n = 0;
+    for (let i = 0; i <= cells.length; i++) {
+      let a = -1;
+      let b = -1;
+      if (i < cells.length) {
+        const cell = this.#cells.get(cells[i]!);
+        if (cell === undefined) continue;
+        if (part === CARS) {
+          a = cell.carsFrom;
+          b = cell.carsTo;
+        } else if (part === LEFT) {
+          a = cell.leftFrom;
+          b = cell.leftTo;
+        } else {
+          if (cell.snapFrom < 0) this.#snapshot(cell);
+          a = cell.snapFrom;
+          b = cell.snapTo;
+        }
+        if (a === b) continue;
+        if (a === to) {
+          to = b;
+          continue;
+        }
+      }
+      if (from >= 0) {
+        // The first run's leading comma is dropped: it starts the list.
+        const at = parts.length === first ? from + 1 : from;
+        parts.push(out.range(at, to));
+        n += to - at;
+      }
+      from = a;
+      to = b;
+    }
+    return n;
   }
 
   /** The cars in the cell at the last tick; undefined for a cell no viewer covered. */
@@ -208,28 +282,33 @@ export class CellFrames {
 
   /** This tick's cars that moved into or within the cell: JSON objects, comma-separated. */
   cars(key: number): Buffer {
-    return this.#cells.get(key)?.cars ?? EMPTY;
+    return this.#one(key, CARS);
   }
 
   /** This tick's ids of cars that left the cell: JSON strings, comma-separated. */
   left(key: number): Buffer {
-    return this.#cells.get(key)?.left ?? EMPTY;
+    return this.#one(key, LEFT);
   }
 
   /** Every car in the cell now (made on the first call in a tick). */
   snapshot(key: number): Buffer {
-    const cell = this.#cells.get(key);
-    if (cell === undefined) return EMPTY;
-    if (cell.snapshot === null) {
-      const out = this.#out;
-      const from = out.at;
-      for (const slot of cell.members.keys()) {
-        if (out.at !== from) out.byte(44);
-        this.#car(slot);
-      }
-      cell.snapshot = out.at === from ? EMPTY : out.view(from);
+    return this.#one(key, SNAPSHOT);
+  }
+
+  #one(key: number, part: Part): Buffer {
+    const parts: Buffer[] = [];
+    this.runs([key], part, parts);
+    return parts[0] ?? EMPTY;
+  }
+
+  #snapshot(cell: Cell): void {
+    const out = this.#out;
+    cell.snapFrom = out.at;
+    for (const slot of cell.members.keys()) {
+      out.byte(44);
+      this.#car(slot);
     }
-    return cell.snapshot;
+    cell.snapTo = out.at;
   }
 
   #moveM(slot: number): number {

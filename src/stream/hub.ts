@@ -1,5 +1,5 @@
 import type { NearCover } from './cells.ts';
-import type { CellFrames } from './frames.ts';
+import { CARS, type CellFrames, LEFT as LEFT_IDS, SNAPSHOT } from './frames.ts';
 
 /** A viewer's connection, as the hub needs it (an HTTP response in src/stream/sse.ts). */
 export interface ViewerSink {
@@ -59,8 +59,10 @@ interface Viewer {
   lastWriteMs: number;
 }
 
+/** Frames are copied into slabs of this size (see #copy). */
+const SLAB_BYTES = 1 << 20;
+
 const HEARTBEAT = Buffer.from(': heartbeat\n\n');
-const COMMA = Buffer.from(',');
 const LEFT = Buffer.from('],"left":[');
 const END = Buffer.from(']}\n\n');
 
@@ -93,6 +95,8 @@ export class StreamHub {
   readonly #now: () => number;
   readonly #viewers = new Set<Viewer>();
   #frame = 0;
+  #slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+  #slabAt = 0;
 
   constructor(o: StreamHubOptions) {
     this.#frames = o.frames;
@@ -191,8 +195,9 @@ export class StreamHub {
         `id: ${this.#frame}\ndata: {"frame":${this.#frame},"time":${timeS},"snapshot":${snap},"cars":[`,
       ),
     );
-    // One frame's bytes per distinct set of cells and kind, this tick.
-    const made = new Map<string, Buffer>();
+    // One frame's bytes per distinct set of cells and kind, this tick (keyed by the viewer's own key
+    // string, whose hash V8 keeps after the first tick).
+    const made = [new Map<string, Buffer>(), new Map<string, Buffer>()] as const;
     for (const v of this.#viewers) {
       if (v.sink.backlog() > this.#maxBacklog) {
         this.counters.skipped++;
@@ -207,11 +212,11 @@ export class StreamHub {
       }
       v.behindSince = null;
       const snap = v.needsSnapshot;
-      const key = (snap ? 's' : 'd') + v.setKey;
-      let bytes = made.get(key);
+      const kind = snap ? 1 : 0;
+      let bytes = made[kind].get(v.setKey);
       if (bytes === undefined) {
-        bytes = this.#assemble(v.cells, snap, heads[snap ? 1 : 0]!);
-        made.set(key, bytes);
+        bytes = this.#assemble(v.cells, snap, heads[kind]!);
+        made[kind].set(v.setKey, bytes);
       }
       // A delta with nothing in it is not sent (the heartbeat keeps the stream open meanwhile).
       if (!snap && bytes === heads[0]) {
@@ -242,29 +247,37 @@ export class StreamHub {
   /** A frame of these cells: the header, the cells' cars, the ids that left, the end. */
   #assemble(cells: readonly number[], snap: boolean, head: Buffer): Buffer {
     const parts: Buffer[] = [head];
-    let any = false;
-    for (const c of cells) {
-      const b = snap ? this.#frames.snapshot(c) : this.#frames.cars(c);
-      if (b.length === 0) continue;
-      if (any) parts.push(COMMA);
-      parts.push(b);
-      any = true;
-    }
-    let anyLeft = false;
-    const lefts: Buffer[] = [];
-    if (!snap) {
-      for (const c of cells) {
-        const b = this.#frames.left(c);
-        if (b.length === 0) continue;
-        if (anyLeft) lefts.push(COMMA);
-        lefts.push(b);
-        anyLeft = true;
-      }
-    }
+    const cars = this.#frames.runs(cells, snap ? SNAPSHOT : CARS, parts);
+    parts.push(LEFT);
+    const left = snap ? 0 : this.#frames.runs(cells, LEFT_IDS, parts);
     // An empty delta is the bare header: tick() recognises it and sends nothing.
-    if (!snap && !any && !anyLeft) return head;
-    parts.push(LEFT, ...lefts, END);
-    return Buffer.concat(parts);
+    if (!snap && cars === 0 && left === 0) return head;
+    parts.push(END);
+    return this.#copy(parts, head.length + cars + LEFT.length + left + END.length);
+  }
+
+  /**
+   * The parts copied into one buffer, carved from a slab: a frame is written to a socket that may hold
+   * it for seconds, so it cannot be a view of the frames' per-tick bytes, and one allocation per frame
+   * (Buffer.concat) cost more than the copy itself (an allocation and external memory for the collector
+   * to track, 5,000 times a tick). A slab is never reused: a socket still holding a frame keeps only its
+   * slab alive.
+   */
+  #copy(parts: readonly Buffer[], n: number): Buffer {
+    if (n > SLAB_BYTES / 4) return Buffer.concat(parts, n);
+    if (this.#slabAt + n > SLAB_BYTES) {
+      this.#slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+      this.#slabAt = 0;
+    }
+    const slab = this.#slab;
+    const from = this.#slabAt;
+    let at = from;
+    for (const p of parts) {
+      slab.set(p, at);
+      at += p.length;
+    }
+    this.#slabAt = at;
+    return slab.subarray(from, at);
   }
 }
 
