@@ -109,12 +109,7 @@ for (let t = 0; t < TICKS; t++) {
   for (let v = 0; v < RIDERS; v++) {
     const n = replica.nearest(points[2 * v]!, points[2 * v + 1]!, LIMIT, RADIUS, false, slots, distances);
     const out = answer.reset();
-    out.byte(91);
-    for (let i = 0; i < n; i++) {
-      if (i > 0) out.byte(44);
-      replica.writeJson(slots[i]!, Math.round(distances[i]! * 10), out);
-    }
-    out.byte(93);
+    replica.writeAnswer(n, slots, distances, out);
     answerBytes += out.take().length;
   }
   const pollsMs = performance.now() - t0;

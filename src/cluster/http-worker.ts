@@ -123,12 +123,7 @@ export function startHttpWorker(config: Config, tokens: Tokens, runDir: string):
       if (!withPath) {
         // The common case, the client app's poll: the answer written straight from the replica.
         const out = answer.reset();
-        out.byte(91);
-        for (let i = 0; i < n; i++) {
-          if (i > 0) out.byte(44);
-          replica.writeJson(slots[i]!, Math.round(distances[i]! * 10), out);
-        }
-        out.byte(93);
+        replica.writeAnswer(n, slots, distances, out);
         return new JsonText(out.take());
       }
       const drivers: Array<DriverView & { distance: number }> = new Array(n);

@@ -36,14 +36,9 @@ export class JsonBytes {
   }
 
   /**
-   * The bytes written from `from` on, not copied: they stay valid after the writer grows (it copies to
-   * a new buffer), but not after a reset, which writes over them.
+   * The bytes from `from` to `to`, not copied: they stay valid after the writer grows (it copies to a
+   * new buffer), but not after a reset, which writes over them.
    */
-  view(from: number): Buffer {
-    return this.#buf.subarray(from, this.#at);
-  }
-
-  /** The bytes from `from` to `to`, not copied (as view()). */
   range(from: number, to: number): Buffer {
     return this.#buf.subarray(from, to);
   }

@@ -259,23 +259,7 @@ export class Replica {
    * A-Z a-z 0-9 . _ : -.
    */
   writeJson(slot: number, distanceTenths: number, out: JsonBytes): void {
-    const names = this.#names;
-    out.raw(K_ID);
-    out.wrote(names.copyId(slot, out.room(MAX_NAME), out.at));
-    out.raw(K_CAB);
-    out.wrote(names.copyCab(slot, out.room(MAX_NAME), out.at));
-    out.raw(K_LAT);
-    out.fixed(this.#index.latE6(slot), 6);
-    out.raw(K_LON);
-    out.fixed(this.#index.lonE6(slot), 6);
-    out.raw(K_TIME);
-    out.uint(this.#time[slot]!);
-    out.raw(K_SPEED);
-    out.uint(this.#speed[slot]!);
-    out.raw(K_BEARING);
-    out.uint(this.#bearing[slot]!);
-    out.raw(K_FREE);
-    out.bool((this.#flags[slot]! & FREE) !== 0);
+    this.#writeFields(slot, out);
     out.raw(K_DISTANCE);
     out.fixed(distanceTenths, 1);
     out.byte(125);
@@ -405,16 +389,45 @@ export class Replica {
    * current point alone. The same text `JSON.stringify` would give (test/json-bytes.test.ts).
    */
   writeCar(slot: number, out: JsonBytes, roadPath: string | undefined, fromPrevious: boolean): void {
+    this.#writeFields(slot, out);
+    out.raw(K_PATH);
+    if (roadPath !== undefined) out.text(roadPath);
+    else {
+      out.byte(91); // [
+      if (fromPrevious) {
+        writePoint(out, this.#prevLonE6[slot]!, this.#prevLatE6[slot]!, this.#prevTime[slot]!);
+        out.byte(44);
+      }
+      writePoint(out, this.#index.lonE6(slot), this.#index.latE6(slot), this.#time[slot]!);
+      out.byte(93);
+    }
+    out.byte(125);
+  }
+
+  /**
+   * The nearest route's answer: the first n of `slots` (distances in metres alongside), as a JSON array
+   * of writeJson's objects.
+   */
+  writeAnswer(n: number, slots: readonly number[], distances: readonly number[], out: JsonBytes): void {
+    out.byte(91);
+    for (let i = 0; i < n; i++) {
+      if (i > 0) out.byte(44);
+      this.writeJson(slots[i]!, Math.round(distances[i]! * 10), out);
+    }
+    out.byte(93);
+  }
+
+  /** The fields writeJson and writeCar share, from `{"id":` to the free flag's value. */
+  #writeFields(slot: number, out: JsonBytes): void {
     const names = this.#names;
-    const index = this.#index;
     out.raw(K_ID);
     out.wrote(names.copyId(slot, out.room(MAX_NAME), out.at));
     out.raw(K_CAB);
     out.wrote(names.copyCab(slot, out.room(MAX_NAME), out.at));
     out.raw(K_LAT);
-    out.fixed(index.latE6(slot), 6);
+    out.fixed(this.#index.latE6(slot), 6);
     out.raw(K_LON);
-    out.fixed(index.lonE6(slot), 6);
+    out.fixed(this.#index.lonE6(slot), 6);
     out.raw(K_TIME);
     out.uint(this.#time[slot]!);
     out.raw(K_SPEED);
@@ -423,30 +436,6 @@ export class Replica {
     out.uint(this.#bearing[slot]!);
     out.raw(K_FREE);
     out.bool((this.#flags[slot]! & FREE) !== 0);
-    out.raw(K_PATH);
-    if (roadPath !== undefined) out.text(roadPath);
-    else {
-      out.byte(91); // [
-      if (fromPrevious) {
-        out.byte(91);
-        out.fixed(this.#prevLonE6[slot]!, 6);
-        out.byte(44);
-        out.fixed(this.#prevLatE6[slot]!, 6);
-        out.byte(44);
-        out.uint(this.#prevTime[slot]!);
-        out.byte(93);
-        out.byte(44);
-      }
-      out.byte(91);
-      out.fixed(index.lonE6(slot), 6);
-      out.byte(44);
-      out.fixed(index.latE6(slot), 6);
-      out.byte(44);
-      out.uint(this.#time[slot]!);
-      out.byte(93);
-      out.byte(93);
-    }
-    out.byte(125);
   }
 
   readonly #isFree = (slot: number): boolean => (this.#flags[slot]! & FREE) !== 0;
@@ -649,4 +638,15 @@ function siftDown(heap: number[], i: number, worse: (a: number, b: number) => bo
     i = child;
   }
   heap[i] = x;
+}
+
+/** A path point, `[lon,lat,time]`. */
+function writePoint(out: JsonBytes, lonE6: number, latE6: number, time: number): void {
+  out.byte(91);
+  out.fixed(lonE6, 6);
+  out.byte(44);
+  out.fixed(latE6, 6);
+  out.byte(44);
+  out.uint(time);
+  out.byte(93);
 }
