@@ -82,7 +82,17 @@ for (let v = 0; v < RIDERS; v++) {
 const slots: number[] = [];
 const distances: number[] = [];
 const answer = new JsonBytes();
-const ticks: Array<{ streamMs: number; pollsMs: number; frameBytes: number; answerBytes: number }> = [];
+const ticks: Array<{
+  streamMs: number;
+  chooseMs: number;
+  prepareMs: number;
+  buildMs: number;
+  hubMs: number;
+  pollsMs: number;
+  frameBytes: number;
+  answerBytes: number;
+}> = [];
+const round = (x: number): number => Math.round(x * 10) / 10;
 let cells = 0;
 for (let t = 0; t < TICKS; t++) {
   w.begin(KIND_DELTA, 1, t + 2, (T0 + t + 1) * 1000);
@@ -97,10 +107,19 @@ for (let t = 0; t < TICKS; t++) {
   let t0 = performance.now();
   hub.rechoose();
   const active = hub.activeCells();
+  const t1 = performance.now();
   frames.prepare(active, false);
+  const t2 = performance.now();
   frames.build();
+  const t3 = performance.now();
   hub.tick();
   const streamMs = performance.now() - t0;
+  const phases = {
+    chooseMs: round(t1 - t0),
+    prepareMs: round(t2 - t1),
+    buildMs: round(t3 - t2),
+    hubMs: round(t0 + streamMs - t3),
+  };
   cells = active.size;
   const frameBytes = writes === 0 ? 0 : bytes / writes;
 
@@ -113,9 +132,10 @@ for (let t = 0; t < TICKS; t++) {
     answerBytes += out.take().length;
   }
   const pollsMs = performance.now() - t0;
-  ticks.push({ streamMs, pollsMs, frameBytes, answerBytes: answerBytes / RIDERS });
+  ticks.push({ streamMs, ...phases, pollsMs, frameBytes, answerBytes: answerBytes / RIDERS });
   say(
-    `tick ${t}: stream ${streamMs.toFixed(0)} ms (${cells} cells, ${writes} frames of ${Math.round(frameBytes)} B), ` +
+    `tick ${t}: stream ${streamMs.toFixed(0)} ms (choose ${phases.chooseMs}, prepare ${phases.prepareMs}, ` +
+      `build ${phases.buildMs}, frames ${phases.hubMs}; ${cells} cells, ${writes} frames of ${Math.round(frameBytes)} B), ` +
       `${RIDERS} polls ${pollsMs.toFixed(0)} ms`,
   );
 }
@@ -124,7 +144,6 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[xs.length
 const last = ticks.slice(-MEASURED);
 const streamUs = (median(last.map((x) => x.streamMs)) * 1000) / RIDERS;
 const pollUs = (median(last.map((x) => x.pollsMs)) * 1000) / RIDERS;
-const round = (x: number): number => Math.round(x * 10) / 10;
 writeResult('stream-tick', "one HTTP worker's stream tick against its riders' polls, in-process", {
   drivers: DRIVERS,
   riders: RIDERS,

@@ -28,10 +28,11 @@ import {
   sleep,
   startCabtrack,
   waitDrivers,
+  workersByRole,
 } from './support/cabtrack.ts';
 import { City } from './support/fleet.ts';
 import { buckets, quantile } from './support/histogram.ts';
-import { cpuMs, udpQueue } from './support/proc.ts';
+import { cpuTimes, udpQueue } from './support/proc.ts';
 import { QUICK, say, writeResult } from './support/report.ts';
 import { Sender } from './support/sender.ts';
 import { Viewers, type ViewersResult } from './support/viewers.ts';
@@ -51,15 +52,34 @@ for (let i = 0; i < RIDERS; i++) points.push(...city.point(rnd));
 const daemon = await startCabtrack(workers, { CABTRACK_STREAM_MAX_VIEWERS: String(RIDERS) });
 const sender = await Sender.start({ drivers: DRIVERS, seed: SEED, startTime: fleetStartTime(), sockets: 32 });
 const viewers = new Viewers();
-const daemonCpu = (): number => {
+/** The daemon's CPU so far, milliseconds: in all, the kernel's share, and the HTTP workers' share. */
+interface Cpu {
+  ms: number;
+  systemMs: number;
+  httpMs: number;
+}
+const daemonCpu = (): Cpu => {
   const p = daemonPids(daemon);
-  return [p.primary, ...p.workers].reduce((n, pid) => n + cpuMs(pid), 0);
+  const http = new Set(workersByRole(daemon).http);
+  const c: Cpu = { ms: 0, systemMs: 0, httpMs: 0 };
+  for (const pid of [p.primary, ...p.workers]) {
+    const t = cpuTimes(pid);
+    c.ms += t.userMs + t.systemMs;
+    c.systemMs += t.systemMs;
+    if (http.has(pid)) c.httpMs += t.userMs + t.systemMs;
+  }
+  return c;
 };
+const NO_CPU: Cpu = { ms: 0, systemMs: 0, httpMs: 0 };
 const metrics = async (): Promise<string> => (await fetch(`${daemon.url}/metrics`)).text();
 
 interface Phase {
   name: string;
   cpuMs: number;
+  /** Of cpuMs, in the kernel (system time: sockets, mostly). */
+  systemMs: number;
+  /** Of cpuMs, in the HTTP workers. */
+  httpCpuMs: number;
   seconds: number;
   ingest: { sent: number; accepted: number; lost: number; kernelDrops: number };
   riders: ViewersResult | null;
@@ -76,8 +96,8 @@ async function phase(
   const drops0 = udpQueue(daemon.udpPort).drops;
   const lat0 = buckets(await metrics(), 'cabtrack_stream_latency_seconds');
   const sending = sender.run(daemon.udpPort, DRIVERS, DRIVERS * (SECONDS + 12), SECONDS + 12);
-  let cpu0 = 0;
-  let cpu1 = 0;
+  let cpu0 = NO_CPU;
+  let cpu1 = NO_CPU;
   let t0 = 0;
   let t1 = 0;
   let lat1: Array<[number, number]> = [];
@@ -110,7 +130,9 @@ async function phase(
   const ms = (x: number | null): number | null => (x === null ? null : Math.round(x * 1000));
   const p: Phase = {
     name,
-    cpuMs: cpu1 - cpu0,
+    cpuMs: cpu1.ms - cpu0.ms,
+    systemMs: cpu1.systemMs - cpu0.systemMs,
+    httpCpuMs: cpu1.httpMs - cpu0.httpMs,
     seconds: (t1 - t0) / 1000,
     ingest: {
       sent: s.sent,
@@ -152,14 +174,18 @@ try {
       mark,
     ),
   );
-  const perRiderSecond = (p: Phase): { cpuUs: number; bytes: number } => {
-    const extra = p.cpuMs - (base.cpuMs / base.seconds) * p.seconds;
+  const perRiderSecond = (p: Phase): { cpuUs: number; systemUs: number; httpUs: number; bytes: number } => {
+    // Each of the three as the phase's CPU less the baseline's at the same rate: what the riders added.
+    const extra = (of: (x: Phase) => number): number => of(p) - (of(base) / base.seconds) * p.seconds;
     // A streaming rider costs its share of the window; a polling rider one poll a second, so its cost is
     // the CPU per poll answered: when the daemon cannot answer every rider each second, dividing by
     // riders x seconds would credit polling with the polls it never answered.
     const riderSeconds = p.riders !== null && p.riders.requests > 0 ? p.riders.requests : RIDERS * p.seconds;
+    const us = (ms: number): number => Math.round(((ms * 1000) / riderSeconds) * 10) / 10;
     return {
-      cpuUs: Math.round(((extra * 1000) / riderSeconds) * 10) / 10,
+      cpuUs: us(extra((x) => x.cpuMs)),
+      systemUs: us(extra((x) => x.systemMs)),
+      httpUs: us(extra((x) => x.httpCpuMs)),
       bytes: Math.round(
         (p.riders?.bytes ?? 0) /
           (p.riders !== null && p.riders.requests > 0
