@@ -2,6 +2,7 @@ import net from 'node:net';
 import t from 'tap';
 import { encodeTrack } from '../src/codec/encode.ts';
 import { haversineM } from '../src/geo/distance.ts';
+import { cellAt, NEAR_ZOOM } from '../src/stream/cells.ts';
 import { CLIENT, type Daemon, OPERATOR, Phone, startDaemon } from './support/daemon.ts';
 import { hex, scrape, sleep } from './support/hostile-net.ts';
 import { SseClient } from './support/sse.ts';
@@ -104,7 +105,12 @@ t.test('a snapshot, then deltas with paths; cars that leave are said to have lef
     [pos.get('in-a')!.time - 2, pos.get('in-a')!.time],
     'times of the two fixes',
   );
-  t.match(a, { id: 'in-a', cab: 'C-in-a', lat: P.lat + 0.002, lon: P.lon, free: true });
+  // Whole when it entered another map cell of the view (and left its old one), else a move: the cab
+  // and position the client has are not sent again.
+  const crossed = cellAt(P.lat + 0.001, P.lon, NEAR_ZOOM) !== cellAt(P.lat + 0.002, P.lon, NEAR_ZOOM);
+  t.equal('cab' in a, crossed, crossed ? 'a new cell: the whole car' : 'the same cell: a move');
+  t.same(moved.left, crossed ? ['in-a'] : []);
+  t.match(s.shown.get('in-a'), { id: 'in-a', cab: 'C-in-a', lat: P.lat + 0.002, lon: P.lon, free: true });
 
   // in-b drives 5.5 km away, out of every cell of the view: it leaves it.
   const n = s.frames.length;

@@ -127,9 +127,18 @@ t.test("a driver's JSON is its view with its distance, byte for byte", async (t)
       r.writeCar(slot, out.reset(), roadPath, fromPrevious);
       const ours = out.take().toString('latin1');
       const theirs = JSON.stringify({ ...v, path });
-      if (ours !== theirs) {
-        carMismatches++;
-        if (firstCar === '') firstCar = `${ours} != ${theirs}`;
+      // As a move: the id, speed, bearing, free flag and path, in the order the StreamMove schema lists.
+      r.writeMove(slot, out.reset(), roadPath, fromPrevious);
+      const ourMove = out.take().toString('latin1');
+      const theirMove = JSON.stringify({ id: v.id, speed: v.speed, bearing: v.bearing, free: v.free, path });
+      for (const [a, b] of [
+        [ours, theirs],
+        [ourMove, theirMove],
+      ]) {
+        if (a !== b) {
+          carMismatches++;
+          if (firstCar === '') firstCar = `${a} != ${b}`;
+        }
       }
     }
   }
@@ -137,6 +146,7 @@ t.test("a driver's JSON is its view with its distance, byte for byte", async (t)
   t.equal(
     carMismatches,
     0,
-    firstCar || "2,000 drivers' stream JSON, three paths each, as JSON.stringify writes it",
+    firstCar ||
+      "2,000 drivers' stream JSON, whole and as moves, three paths each, as JSON.stringify writes it",
   );
 });

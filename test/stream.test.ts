@@ -18,6 +18,7 @@ import {
 import { CellFrames, freeLayer } from '../src/stream/frames.ts';
 import { StreamHub, type ViewerSink } from '../src/stream/hub.ts';
 import { StreamTokens } from '../src/stream/tokens.ts';
+import { fixOf, type StreamCar, type StreamMove } from '../src/web/fixes.js';
 import { Prng } from './support/prng.ts';
 
 /** The streams' pure parts: cells, the shared frames, the hub's frames and back-pressure, tokens. */
@@ -184,6 +185,12 @@ t.test('frames: a cell says who moved in or within it, who left, and its snapsho
     'a road path where there is one',
   );
   t.same(cars.find((c) => c.id === 'd3')!.path.length, 1, 'a new car: its point');
+  t.notOk('cab' in cars.find((c) => c.id === 'd1')!, 'd1 moved within the cell: a move, without its cab');
+  t.match(
+    cars.find((c) => c.id === 'd3'),
+    { cab: 'c3', lat: lat(0.5) / 1e6 },
+    'd3 is new to it: whole',
+  );
   t.same(parse(frames.left(cell)), []);
   // d2 is deleted, d3 leaves the cell.
   send([
@@ -416,8 +423,8 @@ t.test('frames model: a client that applies every frame sees exactly the cars in
     hub.add(v.cells, k);
     return k;
   });
-  type Car = { id: string; lat: number; lon: number; time: number; free: boolean; path: number[][] };
-  const seen = views.map(() => new Map<string, Car>());
+  const seen = views.map(() => new Map<string, StreamCar>());
+  const kinds = { whole: 0, moves: 0, unknownMoves: 0 };
   // The fleet: key -> id, position, time, free; some outside the four cells.
   const live = new Map<number, { id: string; lat: number; lon: number; time: number; free: boolean }>();
   let nextKey = 1;
@@ -471,12 +478,19 @@ t.test('frames model: a client that applies every frame sees exactly the cars in
       for (const text of out.splice(0)) {
         const f = JSON.parse(text.split('\n')[1]!.slice('data: '.length)) as {
           snapshot: boolean;
-          cars: Car[];
+          cars: Array<StreamCar | StreamMove>;
           left: string[];
         };
         if (f.snapshot) seen[v]!.clear();
         for (const id of f.left) seen[v]!.delete(id);
-        for (const c of f.cars) seen[v]!.set(c.id, c);
+        for (const c of f.cars) {
+          // As the pages apply it (src/web/fixes.js): a move is of a car the client shows.
+          const fix = fixOf(c, seen[v]!.get(c.id));
+          if ('cab' in c) kinds.whole++;
+          else kinds.moves++;
+          if (fix === null) kinds.unknownMoves++;
+          else seen[v]!.set(c.id, fix);
+        }
       }
       // The truth: the live cars inside the view's cells (of the free layer: free ones).
       const want = new Map<string, { lat: number; lon: number; time: number }>();
@@ -514,6 +528,8 @@ t.test('frames model: a client that applies every frame sees exactly the cars in
     firstBad || `${checked} views after 60 ticks of arrivals, moves, order changes and departures`,
   );
   t.ok(live.size > 50, `${live.size} cars live at the end`);
+  t.equal(kinds.unknownMoves, 0, 'no move of a car the client did not show');
+  t.ok(kinds.whole > 100 && kinds.moves > 100, `${kinds.whole} whole cars and ${kinds.moves} moves sent`);
   // A frame a socket still held is unchanged by the ticks after it (frames are not views of bytes
   // that later ticks write over).
   const held = sinks.flatMap((k) => k.held);

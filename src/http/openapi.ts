@@ -690,7 +690,13 @@ export const openApiDocument = {
             type: 'boolean',
             description: 'Every car in view (else: the changes since the previous frame).',
           },
-          cars: { type: 'array', items: ref('StreamCar') },
+          cars: {
+            type: 'array',
+            description:
+              'A snapshot: every car in view, each a StreamCar. A delta: a car new to its map cell is a ' +
+              'StreamCar; one that moved within its cell, which the viewer shows already, a StreamMove.',
+            items: { oneOf: [ref('StreamCar'), ref('StreamMove')] },
+          },
           left: {
             type: 'array',
             items: ref('Id'),
@@ -711,22 +717,38 @@ export const openApiDocument = {
           speed: UINT32,
           bearing: UINT32,
           free: { type: 'boolean' },
-          path: {
-            type: 'array',
-            minItems: 1,
-            description:
-              'From the previous fix to this one: `[lon, lat, t]` points, t in Unix seconds, along the roads ' +
-              'when OSRM matched it, else straight; the current point alone when the car moved under 20 m ' +
-              '(or is new to the view).',
-            items: {
-              type: 'array',
-              prefixItems: [{ type: 'number' }, { type: 'number' }, { type: 'number' }],
-              minItems: 3,
-              maxItems: 3,
-            },
-          },
+          path: ref('StreamPath'),
         },
         additionalProperties: false,
+      },
+      StreamMove: {
+        type: 'object',
+        description:
+          "A car's new fix, for a viewer that shows it already: its cab is unchanged, and its position and " +
+          "fix time are the path's last point (on the road when the path was matched).",
+        required: ['id', 'speed', 'bearing', 'free', 'path'],
+        properties: {
+          id: ref('Id'),
+          speed: UINT32,
+          bearing: UINT32,
+          free: { type: 'boolean' },
+          path: ref('StreamPath'),
+        },
+        additionalProperties: false,
+      },
+      StreamPath: {
+        type: 'array',
+        minItems: 1,
+        description:
+          'From the previous fix to this one: `[lon, lat, t]` points, t in Unix seconds, along the roads ' +
+          'when OSRM matched it, else straight; the current point alone when the car moved under 20 m ' +
+          '(or is new to the view).',
+        items: {
+          type: 'array',
+          prefixItems: [{ type: 'number' }, { type: 'number' }, { type: 'number' }],
+          minItems: 3,
+          maxItems: 3,
+        },
       },
       PageConfig: {
         type: 'object',

@@ -66,6 +66,7 @@ const K_LAT = ascii('","lat":');
 const K_LON = ascii(',"lon":');
 const K_TIME = ascii(',"time":');
 const K_SPEED = ascii(',"speed":');
+const K_MOVE_SPEED = ascii('","speed":');
 const K_BEARING = ascii(',"bearing":');
 const K_FREE = ascii(',"free":');
 const K_DISTANCE = ascii(',"distance":');
@@ -390,6 +391,28 @@ export class Replica {
    */
   writeCar(slot: number, out: JsonBytes, roadPath: string | undefined, fromPrevious: boolean): void {
     this.#writeFields(slot, out);
+    this.#writePath(slot, out, roadPath, fromPrevious);
+  }
+
+  /**
+   * The driver's new fix for a viewer that already shows it (a stream's delta, src/stream/frames.ts): its
+   * id, speed, bearing, free flag and path, but not its cab, which the viewer has, nor its position and
+   * time, which are the path's last point. About a third fewer bytes than writeCar's.
+   */
+  writeMove(slot: number, out: JsonBytes, roadPath: string | undefined, fromPrevious: boolean): void {
+    out.raw(K_ID);
+    out.wrote(this.#names.copyId(slot, out.room(MAX_NAME), out.at));
+    out.raw(K_MOVE_SPEED);
+    out.uint(this.#speed[slot]!);
+    out.raw(K_BEARING);
+    out.uint(this.#bearing[slot]!);
+    out.raw(K_FREE);
+    out.bool((this.#flags[slot]! & FREE) !== 0);
+    this.#writePath(slot, out, roadPath, fromPrevious);
+  }
+
+  /** `,"path":[...]}`: the end of writeCar and writeMove. */
+  #writePath(slot: number, out: JsonBytes, roadPath: string | undefined, fromPrevious: boolean): void {
     out.raw(K_PATH);
     if (roadPath !== undefined) out.text(roadPath);
     else {

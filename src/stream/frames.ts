@@ -20,6 +20,7 @@ export interface CarSource {
   prevTime(slot: number): number;
   idJson(slot: number): string;
   writeCar(slot: number, out: JsonBytes, roadPath: string | undefined, fromPrevious: boolean): void;
+  writeMove(slot: number, out: JsonBytes, roadPath: string | undefined, fromPrevious: boolean): void;
   free(slot: number): boolean;
 }
 
@@ -85,7 +86,8 @@ const EMPTY = Buffer.alloc(0);
 /**
  * The shared work of the streams: once a tick, for every map cell some viewer covers (src/stream/cells.ts),
  * the JSON of the cars that moved into or within the cell since the last tick, and of those that left
- * it, prepared once as bytes; a viewer's frame is assembled from its cells' bytes (src/stream/hub.ts),
+ * it, prepared once as bytes (a car new to the cell whole, one that moved within it as a move: every
+ * viewer of the cell already shows it); a viewer's frame is assembled from its cells' bytes (src/stream/hub.ts),
  * never by a query of its own. A cell's snapshot (every car in it, for a viewer that joins or falls
  * behind) is made only when one is needed, once a tick.
  *
@@ -104,10 +106,16 @@ export class CellFrames {
    */
   readonly #out = new JsonBytes(1 << 20);
   #tick = 0;
-  /** Where this tick wrote each car's JSON (a car in cells of several zooms is written once, copied after). */
+  /**
+   * Where this tick wrote each car's JSON, whole (writeCar) and as a move (writeMove): a car in cells of
+   * several zooms is written once of each kind, copied after.
+   */
   #carAt = new Int32Array(1024);
   #carLen = new Int32Array(1024);
   #carTick = new Uint32Array(1024);
+  #moveAt = new Int32Array(1024);
+  #moveLen = new Int32Array(1024);
+  #moveTick = new Uint32Array(1024);
   /** The tick a car's new fix was first sent (the stream latency is observed once per fix). */
   #newTick = new Uint32Array(1024);
   #roadPath: (slot: number) => string | undefined = () => undefined;
@@ -192,8 +200,9 @@ export class CellFrames {
       for (const slot of cell.changed) {
         const gen = src.generation(slot);
         const m = members.get(slot);
+        out.byte(44);
         if (m !== undefined && m.gen === gen) {
-          // Moved within the cell: a new fix.
+          // Moved within the cell: a new fix of a car every viewer of the cell shows, so a move.
           m.time = src.time(slot);
           m.seen = tick;
           this.#grow(slot);
@@ -201,13 +210,13 @@ export class CellFrames {
             this.#newTick[slot] = tick;
             onNew(slot);
           }
+          this.#move(slot);
         } else {
           // New to the cell; a slot now another driver's: the one it was has left.
           if (m !== undefined) left += `,${m.idJson}`;
           members.set(slot, { gen, time: src.time(slot), seen: tick, idJson: src.idJson(slot) });
+          this.#car(slot);
         }
-        out.byte(44);
-        this.#car(slot);
       }
       cell.carsTo = out.at;
       // What the cell had and has no more: the cars that left it (moved away, or gone).
@@ -311,6 +320,25 @@ export class CellFrames {
     cell.snapTo = out.at;
   }
 
+  /** The car's new fix as a move (writeMove), written the first time this tick and copied after. */
+  #move(slot: number): void {
+    const out = this.#out;
+    if (this.#moveTick[slot] === this.#tick) {
+      out.again(this.#moveAt[slot]!, this.#moveLen[slot]!);
+      return;
+    }
+    const at = out.at;
+    this.#src.writeMove(slot, out, this.#roadPath(slot), this.#fromPrevious(slot));
+    this.#moveTick[slot] = this.#tick;
+    this.#moveAt[slot] = at;
+    this.#moveLen[slot] = out.at - at;
+  }
+
+  /** A path from the previous fix in a straight line, or the current point alone at a standstill. */
+  #fromPrevious(slot: number): boolean {
+    return this.#src.prevTime(slot) !== 0 && this.#moveM(slot) >= STANDSTILL_M;
+  }
+
   #moveM(slot: number): number {
     const src = this.#src;
     return haversineM(
@@ -330,10 +358,7 @@ export class CellFrames {
       return;
     }
     const at = out.at;
-    const src = this.#src;
-    // From the previous fix in a straight line, or the current point alone at a standstill.
-    const fromPrevious = src.prevTime(slot) !== 0 && this.#moveM(slot) >= STANDSTILL_M;
-    src.writeCar(slot, out, this.#roadPath(slot), fromPrevious);
+    this.#src.writeCar(slot, out, this.#roadPath(slot), this.#fromPrevious(slot));
     this.#carTick[slot] = this.#tick;
     this.#carAt[slot] = at;
     this.#carLen[slot] = out.at - at;
@@ -349,6 +374,9 @@ export class CellFrames {
     this.#carAt = grow(this.#carAt, new Int32Array(n));
     this.#carLen = grow(this.#carLen, new Int32Array(n));
     this.#carTick = grow(this.#carTick, new Uint32Array(n));
+    this.#moveAt = grow(this.#moveAt, new Int32Array(n));
+    this.#moveLen = grow(this.#moveLen, new Int32Array(n));
+    this.#moveTick = grow(this.#moveTick, new Uint32Array(n));
     this.#newTick = grow(this.#newTick, new Uint32Array(n));
   }
 }

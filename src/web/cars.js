@@ -1,4 +1,5 @@
 // @ts-check
+import { fixOf } from './fixes.js';
 import { FRAME_MS, placeOnPath } from './motion.js';
 
 /**
@@ -9,32 +10,22 @@ import { FRAME_MS, placeOnPath } from './motion.js';
  * Frames (GET /v1/stream, the StreamFrame schema in /openapi.json): a snapshot is the whole view, so the
  * cars it does not list are dropped and those it lists are put at their fix at once; a delta lists the
  * ids that left (applied first) and the cars with a new fix (a car moving between two cells of the view
- * is in both). A car with a new fix replays its path over the next frame interval: each animation
+ * is in both), whole or as a move (src/web/fixes.js). A car with a new fix replays its path over the next frame interval: each animation
  * frame (requestAnimationFrame) moves the markers to their place along their paths and turns them to
  * the heading of the road they are on (the car's reported bearing on a straight path or standing).
  */
 
 /** @typedef {import('./motion.js').PathPoint} PathPoint */
 
-/**
- * @typedef {object} StreamCar
- * @property {string} id
- * @property {string} cab
- * @property {number} lat
- * @property {number} lon
- * @property {number} time
- * @property {number} speed
- * @property {number} bearing
- * @property {boolean} free
- * @property {PathPoint[]} path
- */
+/** @typedef {import('./fixes.js').StreamCar} StreamCar */
+/** @typedef {import('./fixes.js').StreamMove} StreamMove */
 
 /**
  * @typedef {object} Frame
  * @property {number} frame
  * @property {number} time
  * @property {boolean} snapshot
- * @property {StreamCar[]} cars
+ * @property {Array<StreamCar | StreamMove>} cars
  * @property {string[]} left
  */
 
@@ -110,8 +101,10 @@ export class CarLayer {
     } else {
       for (const id of frame.left) this.#remove(id);
     }
-    for (const fix of frame.cars) {
-      let car = this.cars.get(fix.id);
+    for (const record of frame.cars) {
+      let car = this.cars.get(record.id);
+      const fix = fixOf(record, car?.fix);
+      if (fix === null) continue;
       if (car === undefined) {
         car = { fix, replay: null, start: now, marker: null, arrow: null };
         this.cars.set(fix.id, car);

@@ -123,6 +123,16 @@ export class ResponseValidator {
     );
   }
 
+  /**
+   * Why a value does not match one of the document's schemas (components/schemas), or null when it does:
+   * for what is not a whole answer, such as a stream's frames.
+   */
+  mismatch(schema: string, value: unknown): string | null {
+    const at = `#/components/schemas/${token(schema)}`;
+    const validate = this.#validator(at);
+    return validate(value) ? null : `not a ${schema} (${at}):\n${this.#describe(validate.errors ?? [])}`;
+  }
+
   /** A response, through its reference to a reusable one (components/responses) if it is one. */
   #response(pointer: string): { at: string; res: Doc } {
     let at = pointer;
