@@ -540,6 +540,89 @@ t.test('frames model: a client that applies every frame sees exactly the cars in
   );
 });
 
+t.test('hub: a slab is reused only once every write of its frames is done', async (t) => {
+  const rnd = new Prng(0x51ab);
+  const { r, send } = replicaWith();
+  // 40 cells in a row, 120 cars each: a viewer of one cell, and one of each pair of neighbours, gets
+  // frames of its own of 14-28 KB, so a tick's frames fill about two 1 MiB slabs.
+  const c0 = cellAt(10, 10);
+  const { x, y } = cellOf(c0);
+  const row = Array.from({ length: 40 }, (_, i) => cellKey(STREAM_ZOOM, x + i, y));
+  const cars: Array<{ key: number; cell: number }> = [];
+  const place = (cell: number): [number, number] => {
+    const [w, s, e, n] = cellBox(cell);
+    return [
+      Math.round((s + (n - s) * (0.05 + 0.9 * rnd.float())) * 1e6),
+      Math.round((w + (e - w) * (0.05 + 0.9 * rnd.float())) * 1e6),
+    ];
+  };
+  let time = 100;
+  const recs: Array<[string, ...unknown[]]> = [];
+  for (const cell of row) {
+    for (let i = 0; i < 120; i++) {
+      const key = cars.length + 1;
+      cars.push({ key, cell });
+      recs.push(['a', key, `driver-${key}`, `cab-${key}`], ['m', key, ...place(cell), time]);
+    }
+  }
+  send(recs);
+  const frames = new CellFrames(r);
+  const hub = new StreamHub({ frames, maxViewers: 1000, maxBacklogBytes: 1 << 30, maxBehindMs: 1e9 });
+  // Every view's socket finishes its writes a tick later, but for one more viewer of the first cell,
+  // whose socket holds its first two frames throughout.
+  const views = [...row.map((c) => [c]), ...row.slice(1).map((c, i) => [row[i]!, c])];
+  type Held = { bytes: Buffer; text: string; done?: () => void };
+  const quick: Held[][] = [];
+  const slow: Held[] = [];
+  const keep = (into: Held[]): ViewerSink => ({
+    write: (bytes, done) => {
+      into.push({ bytes, text: bytes.toString(), done });
+    },
+    backlog: () => 0,
+    close() {},
+  });
+  for (const cells of views) {
+    const mine: Held[] = [];
+    quick.push(mine);
+    hub.add(cells, keep(mine));
+  }
+  hub.add([row[0]!], keep(slow));
+  const buffers = new Set<ArrayBufferLike>();
+  let bytes = 0;
+  for (let tick = 0; tick < 12; tick++) {
+    time++;
+    send(cars.map((c) => ['m', c.key, ...place(c.cell), time] as [string, ...unknown[]]));
+    frames.prepare(hub.activeCells());
+    frames.build();
+    // The quick sockets finish the last tick's writes now (a socket calls back after the write).
+    for (const mine of quick) for (const h of mine.splice(0)) h.done?.();
+    for (const h of slow.slice(2)) h.done?.();
+    slow.length = Math.min(slow.length, 2);
+    hub.tick();
+    for (const mine of quick) {
+      for (const h of mine) {
+        buffers.add(h.bytes.buffer);
+        bytes += h.bytes.length;
+      }
+    }
+  }
+  t.equal(slow.length, 3, "the two frames held, and the last tick's");
+  t.equal(
+    slow.slice(0, 2).filter((h) => h.bytes.toString() !== h.text).length,
+    0,
+    'the frames a socket still holds are unchanged, ten ticks on',
+  );
+  t.ok(
+    slow.every((h) => h.done !== undefined),
+    'every frame in a slab is written with a callback',
+  );
+  const fresh = Math.ceil(bytes / (1 << 20));
+  t.ok(
+    buffers.size < fresh / 2,
+    `${(bytes / (1 << 20)).toFixed(1)} MiB of frames in ${buffers.size} slabs (fresh ones each time: ${fresh} or more)`,
+  );
+});
+
 t.test('stream tokens: signed, for a role, until they expire', async (t) => {
   let now = 1_000_000_000_000;
   const tokens = new StreamTokens('operator-token-0123456789', () => now);

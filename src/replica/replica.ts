@@ -58,6 +58,8 @@ const PLACED = 2;
  * it, from the other side of a handoff, must not keep the driver for the handoff's grace.
  */
 const GONE = 4;
+/** In the changed list (takeChanged) since it was last taken. */
+const CHANGED = 8;
 
 /** The keys of a driver's JSON, in the order view() gives them, pre-encoded for writeJson. */
 const K_ID = ascii('{"id":"');
@@ -110,6 +112,12 @@ export class Replica {
   /** Bumped each time a slot is given to a driver: tells a stale reference to the slot from a live one. */
   #gen = new Uint16Array(1024);
   #free: number[] = [];
+  /**
+   * Slots whose driver moved, or which were emptied, since takeChanged() last ran: once each (the
+   * CHANGED flag), so the list never holds more than the slots.
+   */
+  #changed = new Int32Array(1024);
+  #changedN = 0;
   /** Drivers handed off and not yet named by their new owner: slot, its generation, and when to let go. */
   #handoffs: Array<[number, number, number]> = [];
   readonly #graceMs: number;
@@ -156,7 +164,8 @@ export class Replica {
       this.#time.byteLength * 5 +
       this.#speed.byteLength * 2 +
       this.#flags.byteLength * 2 +
-      this.#owner.byteLength
+      this.#owner.byteLength +
+      this.#changed.byteLength
     );
   }
 
@@ -318,6 +327,29 @@ export class Replica {
       }
     });
     return heap.sort((a, b) => names.compareIds(a, b));
+  }
+
+  /**
+   * Visits each slot whose driver has had a new fix (a new position, time or free flag) or has left,
+   * or that was given to another driver, since the last call, once, and forgets them. For the streams'
+   * cells (src/stream/frames.ts), which follow the replica by it instead of asking the index for every
+   * cell each tick: there must be one such follower.
+   */
+  takeChanged(visit: (slot: number) => void): void {
+    const list = this.#changed;
+    const n = this.#changedN;
+    for (let i = 0; i < n; i++) this.#flags[list[i]!]! &= ~CHANGED;
+    this.#changedN = 0;
+    for (let i = 0; i < n; i++) visit(list[i]!);
+  }
+
+  #markChanged(slot: number): void {
+    if ((this.#flags[slot]! & CHANGED) !== 0) return;
+    this.#flags[slot]! |= CHANGED;
+    if (this.#changedN === this.#changed.length) {
+      this.#changed = grown(this.#changed, new Int32Array(this.#changed.length * 2));
+    }
+    this.#changed[this.#changedN++] = slot;
   }
 
   /** Every listed slot (tests and snapshots for streams). */
@@ -543,8 +575,9 @@ export class Replica {
     this.#time[slot] = time;
     this.#speed[slot] = speed;
     this.#bearing[slot] = bearing;
-    this.#flags[slot] = PLACED | (free ? FREE : 0);
+    this.#flags[slot] = PLACED | (free ? FREE : 0) | (flags & CHANGED);
     this.#index.set(slot, latE6, lonE6);
+    this.#markChanged(slot);
     if (this.#measure) this.#lag(this.#nowMs - receivedMs);
   }
 
@@ -580,7 +613,8 @@ export class Replica {
   #removeSlot(slot: number): void {
     this.#index.remove(slot);
     this.#names.delete(slot);
-    this.#flags[slot] = 0;
+    this.#flags[slot]! &= CHANGED;
+    this.#markChanged(slot);
     this.#owner[slot] = NO_OWNER;
     this.#free.push(slot);
   }

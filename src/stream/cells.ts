@@ -35,15 +35,28 @@ export function cellOf(key: number): { z: number; x: number; y: number } {
 }
 
 export function tileX(lon: number, z: number): number {
-  const n = 2 ** z;
-  return Math.min(n - 1, Math.max(0, Math.floor(((lon + 180) / 360) * n)));
+  return tileOf(mercatorX(lon), z);
 }
 
 export function tileY(lat: number, z: number): number {
-  const n = 2 ** z;
+  return tileOf(mercatorY(lat), z);
+}
+
+/** A longitude's place across the square world, 0 (antimeridian, west) to 1. */
+export function mercatorX(lon: number): number {
+  return (lon + 180) / 360;
+}
+
+/** A latitude's place down the square world, 0 (85.0511 N) to 1 (85.0511 S). */
+export function mercatorY(lat: number): number {
   const l = Math.max(-MAX_MERCATOR_LAT, Math.min(MAX_MERCATOR_LAT, lat)) * (Math.PI / 180);
-  const y = ((1 - Math.log(Math.tan(l) + 1 / Math.cos(l)) / Math.PI) / 2) * n;
-  return Math.min(n - 1, Math.max(0, Math.floor(y)));
+  return (1 - Math.log(Math.tan(l) + 1 / Math.cos(l)) / Math.PI) / 2;
+}
+
+/** The tile column (row) at a zoom of a place across (down) the world: cheap, once mercatorX/Y is known. */
+export function tileOf(place: number, z: number): number {
+  const n = 2 ** z;
+  return Math.min(n - 1, Math.max(0, Math.floor(place * n)));
 }
 
 /** The cell's box, degrees: [minLon, minLat, maxLon, maxLat]. Cells of the top and bottom rows reach the poles. */

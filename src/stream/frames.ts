@@ -1,9 +1,13 @@
 import { haversineM } from '../geo/distance.ts';
 import { JsonBytes } from '../replica/json-bytes.ts';
-import { cellBox } from './cells.ts';
+import { cellAt, cellBox, cellKey, mercatorX, mercatorY, tileOf } from './cells.ts';
 
 /** What the frames need of the read replica (src/replica/replica.ts). */
 export interface CarSource {
+  /** The slots that changed since the last call (Replica.takeChanged): CellFrames is its one caller. */
+  takeChanged(visit: (slot: number) => void): void;
+  forEach(visit: (slot: number) => void): void;
+  placed(slot: number): boolean;
   forEachIn(
     minLon: number,
     minLat: number,
@@ -43,24 +47,20 @@ export function freeLayer(key: number): number {
  */
 export const STANDSTILL_M = 20;
 
-/** A car a cell showed at the last tick: which driver it was (the slot's generation) and its fix. */
-interface Member {
-  gen: number;
-  time: number;
-  /** The tick that last found it in the cell: one that did not, it left. */
-  seen: number;
-  /** Its id as JSON, kept for the `left` list: the slot may be another driver's by then. */
-  idJson: string;
-}
-
 interface Cell {
   readonly key: number;
-  readonly box: [number, number, number, number];
+  /** Its key in the all-cars layer (the free layer's cell is keyed apart, see freeLayer). */
+  readonly base: number;
+  readonly zoom: number;
   /** The free layer: only cars without an order. */
   readonly freeOnly: boolean;
-  members: Map<number, Member>;
-  /** This tick's scan: the cars in the cell with a fix it has not shown (new to it, or moved). */
-  changed: number[];
+  /** No viewer covers it any more: forgotten (a slot's reference to it means nothing now). */
+  closed: boolean;
+  /** The cars in it (as of the last prepare). */
+  count: number;
+  /** This tick: the cars new to it (sent whole), and those with a new fix within it (sent as moves). */
+  entered: number[];
+  moved: number[];
   /** The ids that left it this tick, each after a comma (written after every cell's cars). */
   leftText: string;
   /**
@@ -75,6 +75,19 @@ interface Cell {
   snapTo: number;
 }
 
+/**
+ * A zoom some viewer's cells are at: for each slot, the cell it was in at the last tick (all-cars key,
+ * NaN for none), and the open cells that list it, of each layer (the free layer's only kept while one
+ * of its cells is open).
+ */
+interface Zoom {
+  readonly z: number;
+  at: Float64Array;
+  readonly cell: Array<Cell | undefined>;
+  readonly freeCell: Array<Cell | undefined>;
+  freeCells: number;
+}
+
 /** What a frame takes from its cells (runs()). */
 export const CARS = 0;
 export const LEFT = 1;
@@ -83,17 +96,31 @@ export type Part = typeof CARS | typeof LEFT | typeof SNAPSHOT;
 
 const EMPTY = Buffer.alloc(0);
 
+/** Cells are boxes of whole micro-degrees apart: a box query this much wider finds every car of a cell. */
+const PAD_DEG = 2e-6;
+
+/** Per slot, what the cells last saw of it (#state). */
+const SEEN_PLACED = 1;
+const SEEN_FREE = 2;
+
 /**
  * The shared work of the streams: once a tick, for every map cell some viewer covers (src/stream/cells.ts),
  * the JSON of the cars that moved into or within the cell since the last tick, and of those that left
  * it, prepared once as bytes (a car new to the cell whole, one that moved within it as a move: every
- * viewer of the cell already shows it); a viewer's frame is assembled from its cells' bytes (src/stream/hub.ts),
- * never by a query of its own. A cell's snapshot (every car in it, for a viewer that joins or falls
- * behind) is made only when one is needed, once a tick.
+ * viewer of the cell already shows it); a viewer's frame is assembled from its cells' bytes
+ * (src/stream/hub.ts), never by a query of its own. A cell's snapshot (every car in it, for a viewer that
+ * joins or falls behind) is made only when one is needed, once a tick.
  *
- * A tick is two steps: prepare() scans the cells (one box query of the replica each) and says which cars
- * moved, so that their road paths can be fetched; build() makes the bytes, with each car's JSON made once
- * however many cells (of several zooms) show it. Cells no viewer covers any more are forgotten.
+ * Which cell a car is in is kept per car, not per cell: for each zoom some viewer uses, the cell each
+ * slot was in at the last tick (#zooms), with what the cells last saw of its driver (generation, fix
+ * time, free). A tick follows the replica's changed slots (Replica.takeChanged) and, for each, compares
+ * its cell then and now: so its cost is one cell computation per changed car and zoom, with no query of
+ * the replica's index per cell and no per-cell set of members to look up and sweep. Only a cell that
+ * comes into view is read from the index (its cars are then all new to it), and a snapshot.
+ *
+ * A tick is two steps: prepare() follows the changes and says which cars moved, so that their road paths
+ * can be fetched; build() makes the bytes, with each car's JSON made once of each kind however many cells
+ * (of several zooms) show it. Cells no viewer covers any more are forgotten.
  */
 export class CellFrames {
   readonly #src: CarSource;
@@ -106,6 +133,15 @@ export class CellFrames {
    */
   readonly #out = new JsonBytes(1 << 20);
   #tick = 0;
+  /** The zooms in use. */
+  readonly #zooms = new Map<number, Zoom>();
+  #zoomList: Zoom[] = [];
+  /** Per slot, what the cells last saw of it: SEEN_* flags, the driver's generation and fix time. */
+  #state = new Uint8Array(1024);
+  #gen = new Uint16Array(1024);
+  #time = new Uint32Array(1024);
+  /** Per slot, the driver's id as JSON, kept for the `left` lists: the slot may be another's by then. */
+  #idJson: string[] = [];
   /**
    * Where this tick wrote each car's JSON, whole (writeCar) and as a move (writeMove): a car in cells of
    * several zooms is written once of each kind, copied after.
@@ -118,6 +154,8 @@ export class CellFrames {
   #moveTick = new Uint32Array(1024);
   /** The tick a car's new fix was first sent (the stream latency is observed once per fix). */
   #newTick = new Uint32Array(1024);
+  /** The tick a car was last listed by prepare() as moved (listed once). */
+  #pathTick = new Uint32Array(1024);
   #roadPath: (slot: number) => string | undefined = () => undefined;
 
   constructor(source: CarSource) {
@@ -130,57 +168,52 @@ export class CellFrames {
   }
 
   /**
-   * Scans the cells viewers cover now; returns the cars that moved far enough since the last tick to
-   * have a path worth matching to the roads (the caller may fetch those before build()), when asked.
+   * Follows the replica's changes into the cells viewers cover now; returns the cars new to a cell or
+   * moved within one that moved far enough since their previous fix to have a path worth matching to
+   * the roads (the caller may fetch those before build()), when asked.
    */
   prepare(active: Iterable<number>, wantMoved = true): number[] {
     const tick = ++this.#tick;
+    // What changed since the last tick, in the cells (and at the zooms) viewers covered then.
+    this.#src.takeChanged((slot) => this.#follow(slot));
+    // The cells and zooms viewers cover now: a zoom coming into use places every car once, a cell
+    // coming into view is read from the index.
     const keep = new Set<number>();
-    const moved: number[] = [];
-    const src = this.#src;
+    const zooms = new Set<number>();
     for (const key of active) {
       keep.add(key);
-      let cell = this.#cells.get(key);
-      if (cell === undefined) {
-        cell = {
-          key,
-          box: cellBox(key < 0 ? -key - 1 : key),
-          freeOnly: key < 0,
-          members: new Map(),
-          changed: [],
-          leftText: '',
-          carsFrom: 0,
-          carsTo: 0,
-          leftFrom: 0,
-          leftTo: 0,
-          snapFrom: -1,
-          snapTo: -1,
-        };
-        this.#cells.set(key, cell);
-      }
-      const changed: number[] = [];
-      const members = cell.members;
-      const freeOnly = cell.freeOnly;
-      const [a, b, c, d] = cell.box;
-      src.forEachIn(a, b, c, d, (slot) => {
-        if (freeOnly && !src.free(slot)) return;
-        const m = members.get(slot);
-        if (m !== undefined && m.gen === src.generation(slot) && m.time === src.time(slot)) {
-          m.seen = tick;
-          return;
-        }
-        changed.push(slot);
-        if (wantMoved && src.prevTime(slot) !== 0 && this.#moveM(slot) >= STANDSTILL_M) moved.push(slot);
-      });
-      cell.changed = changed;
+      zooms.add((key < 0 ? -key - 1 : key) % 32);
     }
-    for (const key of this.#cells.keys()) if (!keep.has(key)) this.#cells.delete(key);
+    for (const z of this.#zooms.keys()) if (!zooms.has(z)) this.#zooms.delete(z);
+    for (const z of zooms) if (!this.#zooms.has(z)) this.#placeAll(z);
+    for (const [key, cell] of this.#cells) {
+      if (keep.has(key)) continue;
+      cell.closed = true;
+      if (cell.freeOnly) {
+        const zoom = this.#zooms.get(cell.zoom);
+        if (zoom !== undefined) zoom.freeCells--;
+      }
+      this.#cells.delete(key);
+    }
+    for (const key of keep) if (!this.#cells.has(key)) this.#open(key);
+    this.#zoomList = [...this.#zooms.values()];
     this.#order = [...this.#cells.values()].sort((x, y) => x.key - y.key);
+    const moved: number[] = [];
+    if (!wantMoved) return moved;
+    for (const cell of this.#order) {
+      for (const list of [cell.entered, cell.moved]) {
+        for (const slot of list) {
+          if (this.#pathTick[slot] === tick || !this.#fromPrevious(slot)) continue;
+          this.#pathTick[slot] = tick;
+          moved.push(slot);
+        }
+      }
+    }
     return moved;
   }
 
   /**
-   * Makes this tick's bytes for every cell prepare() scanned. `roadPath` gives a car's matched path, if
+   * Makes this tick's bytes for every cell prepare() followed. `roadPath` gives a car's matched path, if
    * any; `onNew` hears of each car with a new fix going out this tick, once (the stream latency).
    */
   build(
@@ -190,45 +223,29 @@ export class CellFrames {
     this.#roadPath = roadPath;
     const out = this.#out.reset();
     const tick = this.#tick;
-    const src = this.#src;
     // Every cell's cars first, in key order, then every cell's left ids in the same order: the cells
     // of a view are mostly neighbours in that order, so their bytes are mostly one run (see runs()).
     for (const cell of this.#order) {
-      const members = cell.members;
-      let left = '';
       cell.carsFrom = out.at;
-      for (const slot of cell.changed) {
-        const gen = src.generation(slot);
-        const m = members.get(slot);
+      for (const slot of cell.entered) {
+        if (!this.#current(slot)) continue;
         out.byte(44);
-        if (m !== undefined && m.gen === gen) {
-          // Moved within the cell: a new fix of a car every viewer of the cell shows, so a move.
-          m.time = src.time(slot);
-          m.seen = tick;
-          this.#grow(slot);
-          if (this.#newTick[slot] !== tick) {
-            this.#newTick[slot] = tick;
-            onNew(slot);
-          }
-          this.#move(slot);
-        } else {
-          // New to the cell; a slot now another driver's: the one it was has left.
-          if (m !== undefined) left += `,${m.idJson}`;
-          members.set(slot, { gen, time: src.time(slot), seen: tick, idJson: src.idJson(slot) });
-          this.#car(slot);
+        this.#car(slot);
+      }
+      for (const slot of cell.moved) {
+        if (!this.#current(slot)) continue;
+        if (this.#newTick[slot] !== tick) {
+          this.#newTick[slot] = tick;
+          onNew(slot);
         }
+        out.byte(44);
+        this.#move(slot);
       }
       cell.carsTo = out.at;
-      // What the cell had and has no more: the cars that left it (moved away, or gone).
-      for (const [slot, m] of members) {
-        if (m.seen === tick) continue;
-        left += `,${m.idJson}`;
-        members.delete(slot);
-      }
-      cell.leftText = left;
+      cell.entered.length = 0;
+      cell.moved.length = 0;
       cell.snapFrom = -1;
       cell.snapTo = -1;
-      cell.changed = [];
     }
     for (const cell of this.#order) {
       cell.leftFrom = out.at;
@@ -286,7 +303,7 @@ export class CellFrames {
 
   /** The cars in the cell at the last tick; undefined for a cell no viewer covered. */
   count(key: number): number | undefined {
-    return this.#cells.get(key)?.members.size;
+    return this.#cells.get(key)?.count;
   }
 
   /** This tick's cars that moved into or within the cell: JSON objects, comma-separated. */
@@ -310,14 +327,164 @@ export class CellFrames {
     return parts[0] ?? EMPTY;
   }
 
+  /**
+   * A changed slot: for each zoom in use, the cell it was in and the one it is in now, in both layers.
+   * Same driver, same cell: a move, if its fix is new. Otherwise it left the one and entered the other.
+   */
+  #follow(slot: number): void {
+    this.#grow(slot);
+    const src = this.#src;
+    const was = this.#state[slot]!;
+    const placed = src.placed(slot);
+    const gen = src.generation(slot);
+    const free = placed && src.free(slot);
+    const time = placed ? src.time(slot) : 0;
+    const wasFree = (was & SEEN_FREE) !== 0;
+    const same = (was & SEEN_PLACED) !== 0 && this.#gen[slot] === gen;
+    const news = same && (time !== this.#time[slot] || free !== wasFree);
+    const zooms = this.#zoomList;
+    if (zooms.length > 0) {
+      // Where it is across and down the world once; its tile at each zoom is then a multiplication.
+      const x = placed ? mercatorX(src.lonE6(slot) / 1e6) : 0;
+      const y = placed ? mercatorY(src.latE6(slot) / 1e6) : 0;
+      for (const zoom of zooms) {
+        const z = zoom.z;
+        const then = zoom.at[slot]!;
+        const now = placed ? cellKey(z, tileOf(x, z), tileOf(y, z)) : Number.NaN;
+        zoom.at[slot] = now;
+        zoom.cell[slot] = this.#change(slot, zoom.cell[slot], then, now, same, news, false);
+        if (zoom.freeCells > 0) {
+          const a = wasFree ? then : Number.NaN;
+          const b = free ? now : Number.NaN;
+          zoom.freeCell[slot] = this.#change(slot, zoom.freeCell[slot], a, b, same, news, true);
+        }
+      }
+    }
+    this.#state[slot] = placed ? SEEN_PLACED | (free ? SEEN_FREE : 0) : 0;
+    this.#gen[slot] = gen;
+    this.#time[slot] = time;
+    if (placed && (!same || this.#idJson[slot] === undefined)) this.#idJson[slot] = src.idJson(slot);
+  }
+
+  /**
+   * One layer of #follow at one zoom: the slot was in cell `then` and is in `now` (all-cars keys; NaN:
+   * none). `had` is the open cell that listed it, if any. Returns the open cell that lists it now. Only
+   * a car that changed cells looks its new one up.
+   */
+  #change(
+    slot: number,
+    had: Cell | undefined,
+    then: number,
+    now: number,
+    same: boolean,
+    news: boolean,
+    free: boolean,
+  ): Cell | undefined {
+    const cur = had === undefined || had.closed ? undefined : had;
+    if (then === now && same) {
+      // Still in the same cell: a move if it is open, and nothing if not (it would list the car).
+      if (news && cur !== undefined) cur.moved.push(slot);
+      return cur;
+    }
+    if (cur !== undefined) {
+      cur.leftText += `,${this.#idJson[slot]}`;
+      cur.count--;
+    }
+    if (Number.isNaN(now)) return undefined;
+    const c = this.#cells.get(free ? freeLayer(now) : now);
+    if (c !== undefined) {
+      c.entered.push(slot);
+      c.count++;
+    }
+    return c;
+  }
+
+  /** A zoom comes into use: every listed car's cell at it. */
+  #placeAll(z: number): void {
+    const src = this.#src;
+    const zoom: Zoom = {
+      z,
+      at: new Float64Array(this.#state.length).fill(Number.NaN),
+      cell: [],
+      freeCell: [],
+      freeCells: 0,
+    };
+    this.#zooms.set(z, zoom);
+    src.forEach((slot) => {
+      if ((this.#state[slot]! & SEEN_PLACED) === 0) return;
+      this.#grow(slot);
+      zoom.at[slot] = cellAt(src.latE6(slot) / 1e6, src.lonE6(slot) / 1e6, z);
+    });
+  }
+
+  /** A cell comes into view: its cars, all new to it. */
+  #open(key: number): void {
+    const base = key < 0 ? -key - 1 : key;
+    const cell: Cell = {
+      key,
+      base,
+      zoom: base % 32,
+      freeOnly: key < 0,
+      closed: false,
+      count: 0,
+      entered: [],
+      moved: [],
+      leftText: '',
+      carsFrom: 0,
+      carsTo: 0,
+      leftFrom: 0,
+      leftTo: 0,
+      snapFrom: -1,
+      snapTo: -1,
+    };
+    const zoom = this.#zooms.get(cell.zoom)!;
+    const refs = cell.freeOnly ? zoom.freeCell : zoom.cell;
+    if (cell.freeOnly) zoom.freeCells++;
+    this.#members(cell, (slot) => {
+      cell.entered.push(slot);
+      cell.count++;
+      refs[slot] = cell;
+    });
+    this.#cells.set(key, cell);
+  }
+
+  /**
+   * The cars in a cell as the last prepare() placed them: those in its box (a little wider: the box's
+   * edges are computed, the cars' cells too) placed in it at its zoom.
+   */
+  #members(cell: Cell, visit: (slot: number) => void): void {
+    const at = this.#zooms.get(cell.zoom)?.at;
+    if (at === undefined) return;
+    const [a, b, c, d] = cellBox(cell.base);
+    const base = cell.base;
+    const state = this.#state;
+    const need = cell.freeOnly ? SEEN_PLACED | SEEN_FREE : SEEN_PLACED;
+    this.#src.forEachIn(a - PAD_DEG, b - PAD_DEG, c + PAD_DEG, d + PAD_DEG, (slot) => {
+      if (slot < at.length && at[slot] === base && (state[slot]! & need) === need) visit(slot);
+    });
+  }
+
   #snapshot(cell: Cell): void {
     const out = this.#out;
     cell.snapFrom = out.at;
-    for (const slot of cell.members.keys()) {
+    this.#members(cell, (slot) => {
+      if (!this.#current(slot)) return;
       out.byte(44);
       this.#car(slot);
-    }
+    });
     cell.snapTo = out.at;
+  }
+
+  /**
+   * Still the driver the cells last saw, and listed: a batch applied while road paths were fetched
+   * (between prepare and build) may have moved it on or emptied its slot, and then the next tick says so.
+   */
+  #current(slot: number): boolean {
+    return (
+      (this.#state[slot]! & SEEN_PLACED) !== 0 &&
+      this.#src.placed(slot) &&
+      this.#src.generation(slot) === this.#gen[slot]
+    );
   }
 
   /** The car's new fix as a move (writeMove), written the first time this tick and copied after. */
@@ -351,7 +518,6 @@ export class CellFrames {
 
   /** The car's JSON, written the first time this tick and copied after. */
   #car(slot: number): void {
-    this.#grow(slot);
     const out = this.#out;
     if (this.#carTick[slot] === this.#tick) {
       out.again(this.#carAt[slot]!, this.#carLen[slot]!);
@@ -364,13 +530,17 @@ export class CellFrames {
     this.#carLen[slot] = out.at - at;
   }
 
+  /** Room in the per-slot arrays for this slot. */
   #grow(slot: number): void {
-    if (slot < this.#carAt.length) return;
-    const n = Math.max(slot + 1, this.#carAt.length * 2);
-    const grow = <T extends Int32Array | Uint32Array>(a: T, b: T): T => {
-      b.set(a);
+    if (slot < this.#state.length) return;
+    const n = Math.max(slot + 1, this.#state.length * 2);
+    const grow = <T extends Int32Array | Uint32Array | Uint16Array | Uint8Array>(a: T, b: T): T => {
+      b.set(a as never);
       return b;
     };
+    this.#state = grow(this.#state, new Uint8Array(n));
+    this.#gen = grow(this.#gen, new Uint16Array(n));
+    this.#time = grow(this.#time, new Uint32Array(n));
     this.#carAt = grow(this.#carAt, new Int32Array(n));
     this.#carLen = grow(this.#carLen, new Int32Array(n));
     this.#carTick = grow(this.#carTick, new Uint32Array(n));
@@ -378,5 +548,11 @@ export class CellFrames {
     this.#moveLen = grow(this.#moveLen, new Int32Array(n));
     this.#moveTick = grow(this.#moveTick, new Uint32Array(n));
     this.#newTick = grow(this.#newTick, new Uint32Array(n));
+    this.#pathTick = grow(this.#pathTick, new Uint32Array(n));
+    for (const zoom of this.#zooms.values()) {
+      const more = new Float64Array(n).fill(Number.NaN);
+      more.set(zoom.at);
+      zoom.at = more;
+    }
   }
 }

@@ -3,8 +3,11 @@ import { CARS, type CellFrames, LEFT as LEFT_IDS, SNAPSHOT } from './frames.ts';
 
 /** A viewer's connection, as the hub needs it (an HTTP response in src/stream/sse.ts). */
 export interface ViewerSink {
-  /** Queues bytes; never blocks. */
-  write(bytes: Buffer): void;
+  /**
+   * Queues bytes; never blocks. `done`, when given, is called once the bytes are no longer held (written
+   * to the socket, or dropped with it); a sink that cannot tell may never call it.
+   */
+  write(bytes: Buffer, done?: () => void): void;
   /** Bytes queued and not yet taken by the client. */
   backlog(): number;
   /** Ends the stream (the hub has counted why). */
@@ -61,6 +64,23 @@ interface Viewer {
 
 /** Frames are copied into slabs of this size (see #copy). */
 const SLAB_BYTES = 1 << 20;
+/** Slabs kept for reuse at most: about two ticks' worth for 5,000 riders of 11 KB frames. */
+const SPARE_SLABS = 128;
+
+/** A slab frames are copied into, and how many of its frames' writes are not done yet. */
+interface Slab {
+  readonly buf: Buffer;
+  at: number;
+  pending: number;
+  /** Full: taken by no new frame; free again once its last pending write is done. */
+  full: boolean;
+}
+
+/** A frame as made this tick: its bytes, and the slab they are in (null: a buffer of its own). */
+interface Made {
+  bytes: Buffer;
+  slab: Slab | null;
+}
 
 const HEARTBEAT = Buffer.from(': heartbeat\n\n');
 const LEFT = Buffer.from('],"left":[');
@@ -95,8 +115,8 @@ export class StreamHub {
   readonly #now: () => number;
   readonly #viewers = new Set<Viewer>();
   #frame = 0;
-  #slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-  #slabAt = 0;
+  #slab: Slab = newSlab();
+  readonly #spare: Slab[] = [];
 
   constructor(o: StreamHubOptions) {
     this.#frames = o.frames;
@@ -197,7 +217,7 @@ export class StreamHub {
     );
     // One frame's bytes per distinct set of cells and kind, this tick (keyed by the viewer's own key
     // string, whose hash V8 keeps after the first tick).
-    const made = [new Map<string, Buffer>(), new Map<string, Buffer>()] as const;
+    const made = [new Map<string, Made>(), new Map<string, Made>()] as const;
     for (const v of this.#viewers) {
       if (v.sink.backlog() > this.#maxBacklog) {
         this.counters.skipped++;
@@ -213,18 +233,18 @@ export class StreamHub {
       v.behindSince = null;
       const snap = v.needsSnapshot;
       const kind = snap ? 1 : 0;
-      let bytes = made[kind].get(v.setKey);
-      if (bytes === undefined) {
-        bytes = this.#assemble(v.cells, snap, heads[kind]!);
-        made[kind].set(v.setKey, bytes);
+      let frame = made[kind].get(v.setKey);
+      if (frame === undefined) {
+        frame = this.#assemble(v.cells, snap, heads[kind]!);
+        made[kind].set(v.setKey, frame);
       }
       // A delta with nothing in it is not sent (the heartbeat keeps the stream open meanwhile).
-      if (!snap && bytes === heads[0]) {
-        if (now - v.lastWriteMs >= this.#heartbeat) this.#write(v, HEARTBEAT, now);
+      if (!snap && frame.bytes === heads[0]) {
+        if (now - v.lastWriteMs >= this.#heartbeat) this.#write(v, HEARTBEAT, null, now);
         continue;
       }
       v.needsSnapshot = false;
-      this.#write(v, bytes, now);
+      this.#write(v, frame.bytes, frame.slab, now);
       this.counters.frames++;
     }
   }
@@ -238,20 +258,29 @@ export class StreamHub {
     this.#viewers.clear();
   }
 
-  #write(v: Viewer, bytes: Buffer, now: number): void {
-    v.sink.write(bytes);
+  #write(v: Viewer, bytes: Buffer, slab: Slab | null, now: number): void {
+    if (slab === null) v.sink.write(bytes);
+    else {
+      slab.pending++;
+      v.sink.write(bytes, () => this.#done(slab));
+    }
     v.lastWriteMs = now;
     this.counters.bytes += bytes.length;
   }
 
+  /** A write of a frame in the slab is done: the slab is spare once full and with none pending. */
+  #done(slab: Slab): void {
+    if (--slab.pending === 0 && slab.full && this.#spare.length < SPARE_SLABS) this.#spare.push(slab);
+  }
+
   /** A frame of these cells: the header, the cells' cars, the ids that left, the end. */
-  #assemble(cells: readonly number[], snap: boolean, head: Buffer): Buffer {
+  #assemble(cells: readonly number[], snap: boolean, head: Buffer): Made {
     const parts: Buffer[] = [head];
     const cars = this.#frames.runs(cells, snap ? SNAPSHOT : CARS, parts);
     parts.push(LEFT);
     const left = snap ? 0 : this.#frames.runs(cells, LEFT_IDS, parts);
     // An empty delta is the bare header: tick() recognises it and sends nothing.
-    if (!snap && cars === 0 && left === 0) return head;
+    if (!snap && cars === 0 && left === 0) return { bytes: head, slab: null };
     parts.push(END);
     return this.#copy(parts, head.length + cars + LEFT.length + left + END.length);
   }
@@ -260,25 +289,35 @@ export class StreamHub {
    * The parts copied into one buffer, carved from a slab: a frame is written to a socket that may hold
    * it for seconds, so it cannot be a view of the frames' per-tick bytes, and one allocation per frame
    * (Buffer.concat) cost more than the copy itself (an allocation and external memory for the collector
-   * to track, 5,000 times a tick). A slab is never reused: a socket still holding a frame keeps only its
-   * slab alive.
+   * to track, 5,000 times a tick). A slab is reused only once every write of every frame in it is done
+   * (the sinks say when): fresh memory each tick cost more than the copy (the kernel's page faults, and
+   * the collector's), and a socket still holding a frame keeps its slab out of use, alive.
    */
-  #copy(parts: readonly Buffer[], n: number): Buffer {
-    if (n > SLAB_BYTES / 4) return Buffer.concat(parts, n);
-    if (this.#slabAt + n > SLAB_BYTES) {
-      this.#slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-      this.#slabAt = 0;
+  #copy(parts: readonly Buffer[], n: number): Made {
+    if (n > SLAB_BYTES / 4) return { bytes: Buffer.concat(parts, n), slab: null };
+    let slab = this.#slab;
+    if (slab.at + n > SLAB_BYTES) {
+      slab.full = true;
+      if (slab.pending === 0 && this.#spare.length < SPARE_SLABS) this.#spare.push(slab);
+      slab = this.#spare.pop() ?? newSlab();
+      slab.at = 0;
+      slab.full = false;
+      this.#slab = slab;
     }
-    const slab = this.#slab;
-    const from = this.#slabAt;
+    const buf = slab.buf;
+    const from = slab.at;
     let at = from;
     for (const p of parts) {
-      slab.set(p, at);
+      buf.set(p, at);
       at += p.length;
     }
-    this.#slabAt = at;
-    return slab.subarray(from, at);
+    slab.at = at;
+    return { bytes: buf.subarray(from, at), slab };
   }
+}
+
+function newSlab(): Slab {
+  return { buf: Buffer.allocUnsafeSlow(SLAB_BYTES), at: 0, pending: 0, full: false };
 }
 
 function setCells(v: Viewer, cells: readonly number[]): void {

@@ -18,8 +18,10 @@ export function sseSink(req: IncomingMessage, res: ServerResponse): ViewerSink {
   req.socket.setTimeout(0);
   res.write('retry: 2000\n\n');
   return {
-    write: (bytes) => {
-      res.write(bytes);
+    // The callback runs once the socket has written the bytes, or with an error when it was destroyed
+    // first: either way they are no longer held.
+    write: (bytes, done) => {
+      res.write(bytes, done);
     },
     backlog: () => res.writableLength + (res.socket?.writableLength ?? 0),
     // Cut off: its socket may be stuck with a full buffer, so reset it (RST: what is queued for a client
