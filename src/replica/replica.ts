@@ -434,12 +434,7 @@ export class Replica {
   writeMove(slot: number, out: JsonBytes, roadPath: string | undefined, fromPrevious: boolean): void {
     out.raw(K_ID);
     out.wrote(this.#names.copyId(slot, out.room(MAX_NAME), out.at));
-    out.raw(K_MOVE_SPEED);
-    out.uint(this.#speed[slot]!);
-    out.raw(K_BEARING);
-    out.uint(this.#bearing[slot]!);
-    out.raw(K_FREE);
-    out.bool((this.#flags[slot]! & FREE) !== 0);
+    this.#writeMotion(slot, out, K_MOVE_SPEED);
     this.#writePath(slot, out, roadPath, fromPrevious);
   }
 
@@ -485,7 +480,12 @@ export class Replica {
     out.fixed(this.#index.lonE6(slot), 6);
     out.raw(K_TIME);
     out.uint(this.#time[slot]!);
-    out.raw(K_SPEED);
+    this.#writeMotion(slot, out, K_SPEED);
+  }
+
+  /** Speed, bearing and the free flag, after `speedKey` (which closes what came before it). */
+  #writeMotion(slot: number, out: JsonBytes, speedKey: Uint8Array): void {
+    out.raw(speedKey);
     out.uint(this.#speed[slot]!);
     out.raw(K_BEARING);
     out.uint(this.#bearing[slot]!);

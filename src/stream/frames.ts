@@ -88,6 +88,28 @@ interface Zoom {
   freeCells: number;
 }
 
+/**
+ * Where this tick wrote each car's JSON of one kind (per slot: from, length, and the tick): a car shown
+ * in cells of several zooms is written once, copied after.
+ */
+class Written {
+  at = new Int32Array(1024);
+  len = new Int32Array(1024);
+  tick = new Uint32Array(1024);
+
+  grow(n: number): void {
+    const at = new Int32Array(n);
+    const len = new Int32Array(n);
+    const tick = new Uint32Array(n);
+    at.set(this.at);
+    len.set(this.len);
+    tick.set(this.tick);
+    this.at = at;
+    this.len = len;
+    this.tick = tick;
+  }
+}
+
 /** What a frame takes from its cells (runs()). */
 export const CARS = 0;
 export const LEFT = 1;
@@ -142,16 +164,9 @@ export class CellFrames {
   #time = new Uint32Array(1024);
   /** Per slot, the driver's id as JSON, kept for the `left` lists: the slot may be another's by then. */
   #idJson: string[] = [];
-  /**
-   * Where this tick wrote each car's JSON, whole (writeCar) and as a move (writeMove): a car in cells of
-   * several zooms is written once of each kind, copied after.
-   */
-  #carAt = new Int32Array(1024);
-  #carLen = new Int32Array(1024);
-  #carTick = new Uint32Array(1024);
-  #moveAt = new Int32Array(1024);
-  #moveLen = new Int32Array(1024);
-  #moveTick = new Uint32Array(1024);
+  /** Where this tick wrote each car's JSON whole (writeCar), and as a move (writeMove). */
+  readonly #whole = new Written();
+  readonly #moves = new Written();
   /** The tick a car's new fix was first sent (the stream latency is observed once per fix). */
   #newTick = new Uint32Array(1024);
   /** The tick a car was last listed by prepare() as moved (listed once). */
@@ -489,16 +504,7 @@ export class CellFrames {
 
   /** The car's new fix as a move (writeMove), written the first time this tick and copied after. */
   #move(slot: number): void {
-    const out = this.#out;
-    if (this.#moveTick[slot] === this.#tick) {
-      out.again(this.#moveAt[slot]!, this.#moveLen[slot]!);
-      return;
-    }
-    const at = out.at;
-    this.#src.writeMove(slot, out, this.#roadPath(slot), this.#fromPrevious(slot));
-    this.#moveTick[slot] = this.#tick;
-    this.#moveAt[slot] = at;
-    this.#moveLen[slot] = out.at - at;
+    this.#once(slot, this.#moves, true);
   }
 
   /** A path from the previous fix in a straight line, or the current point alone at a standstill. */
@@ -518,16 +524,24 @@ export class CellFrames {
 
   /** The car's JSON, written the first time this tick and copied after. */
   #car(slot: number): void {
+    this.#once(slot, this.#whole, false);
+  }
+
+  /** The car's JSON of one kind: written the first time this tick, copied from there after. */
+  #once(slot: number, written: Written, move: boolean): void {
     const out = this.#out;
-    if (this.#carTick[slot] === this.#tick) {
-      out.again(this.#carAt[slot]!, this.#carLen[slot]!);
+    const tick = this.#tick;
+    if (written.tick[slot] === tick) {
+      out.again(written.at[slot]!, written.len[slot]!);
       return;
     }
     const at = out.at;
-    this.#src.writeCar(slot, out, this.#roadPath(slot), this.#fromPrevious(slot));
-    this.#carTick[slot] = this.#tick;
-    this.#carAt[slot] = at;
-    this.#carLen[slot] = out.at - at;
+    const src = this.#src;
+    if (move) src.writeMove(slot, out, this.#roadPath(slot), this.#fromPrevious(slot));
+    else src.writeCar(slot, out, this.#roadPath(slot), this.#fromPrevious(slot));
+    written.tick[slot] = tick;
+    written.at[slot] = at;
+    written.len[slot] = out.at - at;
   }
 
   /** Room in the per-slot arrays for this slot. */
@@ -541,12 +555,8 @@ export class CellFrames {
     this.#state = grow(this.#state, new Uint8Array(n));
     this.#gen = grow(this.#gen, new Uint16Array(n));
     this.#time = grow(this.#time, new Uint32Array(n));
-    this.#carAt = grow(this.#carAt, new Int32Array(n));
-    this.#carLen = grow(this.#carLen, new Int32Array(n));
-    this.#carTick = grow(this.#carTick, new Uint32Array(n));
-    this.#moveAt = grow(this.#moveAt, new Int32Array(n));
-    this.#moveLen = grow(this.#moveLen, new Int32Array(n));
-    this.#moveTick = grow(this.#moveTick, new Uint32Array(n));
+    this.#whole.grow(n);
+    this.#moves.grow(n);
     this.#newTick = grow(this.#newTick, new Uint32Array(n));
     this.#pathTick = grow(this.#pathTick, new Uint32Array(n));
     for (const zoom of this.#zooms.values()) {
