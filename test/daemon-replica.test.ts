@@ -1,7 +1,7 @@
 import t from 'tap';
-import { Pool } from 'undici';
+import { Client, Pool } from 'undici';
 import { haversineM } from '../src/geo/distance.ts';
-import { CLIENT, type Daemon, startDaemon } from './support/daemon.ts';
+import { CLIENT, type Daemon, OPERATOR, startDaemon } from './support/daemon.ts';
 import { Fleet, type FleetDriver } from './support/hostile-fleet.ts';
 import { alive, connectedSocket, scrape, settle, sleep } from './support/hostile-net.ts';
 import { Prng } from './support/prng.ts';
@@ -181,3 +181,53 @@ t.test(
     t.equal(ready.body.replica, 'synced');
   },
 );
+
+t.test('a new HTTP worker takes connections only once its replica holds every snapshot', async (t) => {
+  const pids = (said: string): number[] =>
+    daemon.logs
+      .filter((l) => l.includes(`"${said}"`))
+      .map((l) => (JSON.parse(l) as { pid: number }).pid)
+      .filter(alive);
+  // Each request on a connection of its own, so that the kernel spreads them over every HTTP worker
+  // listening on the port (a keep-alive pool would stay with the connections it has).
+  const everyone = async (): Promise<number> => {
+    const client = new Client(daemon.url, { headersTimeout: 5000, bodyTimeout: 5000 });
+    try {
+      const res = await client.request({
+        method: 'GET',
+        path: '/v1/drivers?bbox=17.5,59.0,18.6,59.7&limit=1000',
+        headers: { authorization: `Bearer ${OPERATOR}` },
+      });
+      const body = (await res.body.json()) as { drivers: unknown[] };
+      if (res.statusCode !== 200) throw new Error(`bbox answered ${res.statusCode}`);
+      return body.drivers.length;
+    } finally {
+      await client.close();
+    }
+  };
+  await daemon.waitFor(async () => (await everyone()) === N, 'the whole fleet listed');
+  const [http] = pids('http worker ready');
+  const [stuck] = pids('worker ready');
+  // One ingest worker stopped: a new replica cannot have its snapshot until it goes on.
+  process.kill(stuck!, 'SIGSTOP');
+  t.teardown(() => {
+    if (alive(stuck!)) process.kill(stuck!, 'SIGCONT');
+  });
+  const deaths = (): number =>
+    daemon.logs.filter((l) => l.includes('"http worker died; forking a new one"')).length;
+  const diedBefore = deaths();
+  process.kill(http!, 'SIGKILL');
+  await daemon.waitFor(async () => deaths() > diedBefore, 'the HTTP worker replaced');
+  const counts = new Map<number, number>();
+  for (const end = Date.now() + 2000; Date.now() < end; ) {
+    const n = await everyone();
+    counts.set(n, (counts.get(n) ?? 0) + 1);
+  }
+  t.same([...counts.keys()], [N], `while the replica syncs, only whole answers: ${[...counts].join(' ')}`);
+  t.equal(pids('http worker ready').length, 1, 'the new HTTP worker is not on the port yet');
+  process.kill(stuck!, 'SIGCONT');
+  await daemon.waitFor(async () => pids('http worker ready').length === 2, 'the new HTTP worker on the port');
+  for (let i = 0; i < 40; i++) t.equal(await everyone(), N, 'every worker answers with the whole fleet');
+  const ready = await daemon.get('/readyz', null);
+  t.equal(ready.status, 200);
+});

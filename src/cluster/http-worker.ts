@@ -28,6 +28,9 @@ import { StreamTokens } from '../stream/tokens.ts';
 import type { HttpApi, PrimaryForHttp } from './protocol.ts';
 import { Rpc } from './rpc.ts';
 
+/** How long a starting HTTP worker waits for its replica to sync before it takes connections anyway. */
+const LISTEN_WAIT_MS = 10_000;
+
 /**
  * An HTTP worker: serves the API on the shared HTTP port (SO_REUSEPORT: the kernel spreads the
  * connections over the HTTP workers) from its own read replica, which follows every ingest worker's
@@ -85,10 +88,19 @@ export function startHttpWorker(config: Config, tokens: Tokens, runDir: string):
       latency: streamLatency,
     },
   });
+  // Several hosts: the other hosts' cells arrive with their snapshots, one keyframe interval after the
+  // relay is followed; until then nearest would miss their drivers.
+  const remoteLive = (): boolean =>
+    remote === null || remote.since() >= config.liveKeyframeMs + config.publishMs;
+  /** How many ingest workers' feeds the primary last named (-1: none named yet). */
+  let feedsKnown = -1;
   const rpc = new Rpc<HttpApi, PrimaryForHttp>(
     { send: (m) => process.send!(m), connected: () => process.connected === true },
     {
-      feeds: (sources) => feeds.set(sources),
+      feeds: (sources) => {
+        feeds.set(sources);
+        feedsKnown = sources.length;
+      },
       hostGone: (host) => {
         const n = remote?.feed.dropHost(host) ?? 0;
         if (n > 0) log.info('a host is gone: its cells left the replica', { host, cells: n });
@@ -100,6 +112,8 @@ export function startHttpWorker(config: Config, tokens: Tokens, runDir: string):
   process.on('message', (m: unknown) => {
     rpc.receive(m);
   });
+  // The feeds to follow, now: the port is taken only once the replica holds them (listenWhenSynced).
+  rpc.tell('hello');
 
   /** The primary did not answer (busy, or restarting): the API's 503, not a 500. */
   const ask = async <T>(p: Promise<T>): Promise<T> => {
@@ -177,10 +191,8 @@ export function startHttpWorker(config: Config, tokens: Tokens, runDir: string):
     async ready() {
       const r = await ask(rpc.call('readiness'));
       const synced = feeds.synced;
+      const live = remoteLive();
       const detail: Record<string, unknown> = { ...r.detail, replica: synced ? 'synced' : 'syncing' };
-      // Several hosts: the other hosts' cells arrive with their snapshots, one keyframe interval after
-      // the relay is followed; until then nearest would miss their drivers.
-      const live = remote === null || remote.since() >= config.liveKeyframeMs + config.publishMs;
       if (remote !== null) detail['live'] = live ? 'synced' : 'syncing';
       return { ok: r.ok && synced && live, detail };
     },
@@ -299,9 +311,25 @@ export function startHttpWorker(config: Config, tokens: Tokens, runDir: string):
   // the path of any. With the cluster's round-robin the primary accepted every connection and handed
   // it over; one handed to a worker that died meanwhile was never answered nor closed (a client hung
   // until its own timeout), and a busy primary delayed every new connection.
-  server.listen({ port: config.httpPort, host: config.host, reusePort: true, exclusive: true }, () =>
-    rpc.tell('hello'),
-  );
+  //
+  // The socket is opened only once the replica holds every ingest worker's snapshot: the kernel would
+  // hand a process that is still syncing its share of the connections, and it would answer nearest
+  // from a partial replica (an empty one, just after a restart). A replica that cannot sync within
+  // LISTEN_WAIT_MS (an ingest worker stuck or crash-looping) opens anyway: /healthz, /metrics and the
+  // operator routes still serve, and its /readyz says 503 `syncing` until it is whole.
+  const listenAt = Date.now() + LISTEN_WAIT_MS;
+  const listenWhenSynced = (): void => {
+    const whole = feedsKnown >= config.workers && feeds.synced && remoteLive();
+    if (!whole && Date.now() < listenAt) {
+      setTimeout(listenWhenSynced, 10);
+      return;
+    }
+    if (!whole) log.warn('replica not synced: taking connections anyway', { waitedMs: LISTEN_WAIT_MS });
+    server.listen({ port: config.httpPort, host: config.host, reusePort: true, exclusive: true }, () =>
+      rpc.tell('listening'),
+    );
+  };
+  listenWhenSynced();
 
   const stop = (): void => {
     clearInterval(streamTimer);

@@ -297,6 +297,7 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
 
   const forHttp: PrimaryForHttp = {
     hello: () => {},
+    listening: () => {},
     async driver(id, hop) {
       const owner = handoff.owner(id);
       const m = owner === undefined ? undefined : ingest.get(owner);
@@ -388,10 +389,10 @@ export async function startPrimary(config: Config): Promise<{ stop: () => Promis
       { send: (m) => worker.send(m as never), connected: () => worker.isConnected() },
       {
         ...forHttp,
-        hello: () => {
+        hello: () => rpc.tell('feeds', feedList()),
+        listening: () => {
           supervisor.ready(id);
           log.info('http worker ready', { worker: id, pid: worker.process.pid });
-          rpc.tell('feeds', feedList());
         },
       },
       { timeoutMs: config.queryTimeoutMs, peer: `http worker ${id}` },

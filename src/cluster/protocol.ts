@@ -103,7 +103,10 @@ export interface Readiness {
 /** Served by the primary, for HTTP workers: the operator routes, which go to the drivers' owners. */
 export interface PrimaryForHttp {
   [method: string]: (...args: any[]) => unknown;
+  /** Started: the primary answers with the feeds to follow. */
   hello(): void;
+  /** Its replica synced, it takes connections on the HTTP port: ready. */
+  listening(): void;
   /** `hop`: asked by another host, so answered from this host alone (src/hosts/peers.ts). */
   driver(id: string, hop: boolean): Promise<DriverDetail | null>;
   cab(cab: string, hop: boolean): Promise<DriverDetail | null>;
