@@ -325,6 +325,78 @@ t.test(
   },
 );
 
+t.test('hub: the cells prepared follow viewers as they come, go and are cut off', async (t) => {
+  const { r, send } = replicaWith();
+  const c0 = cellAt(10, 10);
+  const { x, y } = cellOf(c0);
+  const c1 = cellKey(STREAM_ZOOM, x + 1, y);
+  const c2 = cellKey(STREAM_ZOOM, x + 2, y);
+  const c3 = cellKey(STREAM_ZOOM, x + 3, y);
+  // A car in c3, which no viewer covers at first.
+  const [w3, s3] = cellBox(c3);
+  send([
+    ['a', 1, 'd1', 'c1'],
+    ['m', 1, Math.round((s3 + 1e-4) * 1e6), Math.round((w3 + 1e-4) * 1e6), 100],
+  ]);
+  let now = 0;
+  const frames = new CellFrames(r);
+  const hub = new StreamHub({
+    frames,
+    maxViewers: 10,
+    maxBacklogBytes: 1000,
+    maxBehindMs: 2000,
+    now: () => now,
+  });
+  const cover = hub.activeCells();
+  const keys = (): number[] => [...cover.keys()].sort((a, b) => a - b);
+  const tick = (): void => {
+    frames.prepare(cover);
+    frames.build();
+    hub.tick();
+    now += 1000;
+  };
+  const a = sink();
+  const b = sink();
+  const va = hub.add([c0, c1], a)!;
+  hub.add([c1, c2], b);
+  t.same(
+    keys(),
+    [c0, c1, c2].sort((p, q) => p - q),
+    'the union of the viewers cells, each once',
+  );
+  tick();
+  t.equal(frames.cells, 3, 'three cells prepared');
+  const version = cover.version;
+  tick();
+  t.equal(cover.version, version, 'no viewer came or went: the same cover');
+  hub.remove(va);
+  t.same(
+    keys(),
+    [c1, c2].sort((p, q) => p - q),
+    "a's own cell left; the shared one stayed",
+  );
+  tick();
+  t.equal(frames.cells, 2, 'and its cell is forgotten');
+  // b stops reading: cut off after 2 s behind, and its cells go with it.
+  b.queued = 5000;
+  for (let i = 0; i < 3; i++) tick();
+  t.equal(b.closed, true);
+  t.same(keys(), [], 'no viewer: no cell');
+  tick();
+  t.equal(frames.cells, 0);
+  // A viewer of c3 joins: its cell opens in the same tick, and its first frame shows the car there.
+  const c = sink();
+  hub.add([c3], c);
+  tick();
+  t.match(
+    c.out[0],
+    /"snapshot":true,"cars":\[\{"id":"d1"/,
+    "the new viewer's snapshot has the car in its cell",
+  );
+  hub.remove(va);
+  t.same(keys(), [c3], 'a viewer removed twice is taken out once');
+});
+
 t.test('hub: a moving view is chosen again when its cars drive off, and sent a snapshot', async (t) => {
   const { r, send } = replicaWith();
   const here = cellAt(10, 10, NEAR_ZOOM);

@@ -110,6 +110,17 @@ class Written {
   }
 }
 
+/**
+ * The cells viewers cover, as StreamHub keeps them: `version` changes whenever the set does, so a tick
+ * whose set is the one of the tick before skips opening, closing and ordering cells.
+ */
+export interface Cover {
+  readonly version: number;
+  readonly size: number;
+  has(key: number): boolean;
+  keys(): Iterable<number>;
+}
+
 /** What a frame takes from its cells (runs()). */
 export const CARS = 0;
 export const LEFT = 1;
@@ -172,6 +183,9 @@ export class CellFrames {
   /** The tick a car was last listed by prepare() as moved (listed once). */
   #pathTick = new Uint32Array(1024);
   #roadPath: (slot: number) => string | undefined = () => undefined;
+  /** The cover the cells were last opened for, and its version then. */
+  #cover: Cover | null = null;
+  #coverVersion = -1;
 
   constructor(source: CarSource) {
     this.#src = source;
@@ -187,22 +201,45 @@ export class CellFrames {
    * moved within one that moved far enough since their previous fix to have a path worth matching to
    * the roads (the caller may fetch those before build()), when asked.
    */
-  prepare(active: Iterable<number>, wantMoved = true): number[] {
+  prepare(active: Cover | Iterable<number>, wantMoved = true): number[] {
     const tick = ++this.#tick;
     // What changed since the last tick, in the cells (and at the zooms) viewers covered then.
     this.#src.takeChanged((slot) => this.#follow(slot));
-    // The cells and zooms viewers cover now: a zoom coming into use places every car once, a cell
-    // coming into view is read from the index.
-    const keep = new Set<number>();
-    const zooms = new Set<number>();
-    for (const key of active) {
-      keep.add(key);
-      zooms.add((key < 0 ? -key - 1 : key) % 32);
+    const cover: Cover = 'version' in active ? active : coverOf(active);
+    if (cover !== this.#cover || cover.version !== this.#coverVersion || cover.version < 0) {
+      this.#cover = cover;
+      this.#coverVersion = cover.version;
+      this.#recover(cover);
     }
+    const moved: number[] = [];
+    if (!wantMoved) return moved;
+    for (const cell of this.#order) {
+      this.#listMoved(cell.entered, tick, moved);
+      this.#listMoved(cell.moved, tick, moved);
+    }
+    return moved;
+  }
+
+  /** Adds the cars of `slots` with a previous fix to path from, each once a tick. */
+  #listMoved(slots: readonly number[], tick: number, moved: number[]): void {
+    for (const slot of slots) {
+      if (this.#pathTick[slot] === tick || !this.#fromPrevious(slot)) continue;
+      this.#pathTick[slot] = tick;
+      moved.push(slot);
+    }
+  }
+
+  /**
+   * The cells and zooms viewers cover now: a zoom coming into use places every car once, a cell coming
+   * into view is read from the index, a cell out of view is forgotten.
+   */
+  #recover(cover: Cover): void {
+    const zooms = new Set<number>();
+    for (const key of cover.keys()) zooms.add((key < 0 ? -key - 1 : key) % 32);
     for (const z of this.#zooms.keys()) if (!zooms.has(z)) this.#zooms.delete(z);
     for (const z of zooms) if (!this.#zooms.has(z)) this.#placeAll(z);
     for (const [key, cell] of this.#cells) {
-      if (keep.has(key)) continue;
+      if (cover.has(key)) continue;
       cell.closed = true;
       if (cell.freeOnly) {
         const zoom = this.#zooms.get(cell.zoom);
@@ -210,21 +247,9 @@ export class CellFrames {
       }
       this.#cells.delete(key);
     }
-    for (const key of keep) if (!this.#cells.has(key)) this.#open(key);
+    for (const key of cover.keys()) if (!this.#cells.has(key)) this.#open(key);
     this.#zoomList = [...this.#zooms.values()];
     this.#order = [...this.#cells.values()].sort((x, y) => x.key - y.key);
-    const moved: number[] = [];
-    if (!wantMoved) return moved;
-    for (const cell of this.#order) {
-      for (const list of [cell.entered, cell.moved]) {
-        for (const slot of list) {
-          if (this.#pathTick[slot] === tick || !this.#fromPrevious(slot)) continue;
-          this.#pathTick[slot] = tick;
-          moved.push(slot);
-        }
-      }
-    }
-    return moved;
   }
 
   /**
@@ -565,4 +590,10 @@ export class CellFrames {
       zoom.at = more;
     }
   }
+}
+
+/** A plain list of cells as a Cover of no version: prepare() opens and closes cells for it every time. */
+function coverOf(cells: Iterable<number>): Cover {
+  const set = new Set(cells);
+  return { version: -1, size: set.size, has: (key) => set.has(key), keys: () => set };
 }

@@ -1,5 +1,5 @@
 import type { NearCover } from './cells.ts';
-import { CARS, type CellFrames, LEFT as LEFT_IDS, SNAPSHOT } from './frames.ts';
+import { CARS, type CellFrames, type Cover, LEFT as LEFT_IDS, SNAPSHOT } from './frames.ts';
 
 /** A viewer's connection, as the hub needs it (an HTTP response in src/stream/sse.ts). */
 export interface ViewerSink {
@@ -114,6 +114,8 @@ export class StreamHub {
   readonly #heartbeat: number;
   readonly #now: () => number;
   readonly #viewers = new Set<Viewer>();
+  /** Every cell some viewer covers, with how many viewers cover it (activeCells()). */
+  readonly #cover = new CoverCount();
   #frame = 0;
   #slab: Slab = newSlab();
   readonly #spare: Slab[] = [];
@@ -161,8 +163,8 @@ export class StreamHub {
       behindSince: null,
       lastWriteMs: this.#now(),
     };
-    if (moving) setCover(v, view.cover);
-    else setCells(v, view);
+    if (moving) this.#setCover(v, view.cover);
+    else this.#setCells(v, view);
     this.#viewers.add(v);
     return v;
   }
@@ -183,7 +185,7 @@ export class StreamHub {
       for (const c of v.cells) cars += this.#frames.count(c) ?? 0;
       if (cars >= v.low && cars <= v.high) continue;
       const before = v.setKey;
-      setCover(v, v.choose());
+      this.#setCover(v, v.choose());
       if (v.setKey !== before) {
         v.needsSnapshot = true;
         changed++;
@@ -195,14 +197,17 @@ export class StreamHub {
 
   /** The client went away. */
   remove(v: Viewer): void {
-    if (this.#viewers.delete(v)) this.counters.disconnects.closed++;
+    if (!this.#drop(v)) return;
+    this.counters.disconnects.closed++;
   }
 
-  /** Every cell some viewer covers: what CellFrames must prepare this tick. */
-  activeCells(): Set<number> {
-    const out = new Set<number>();
-    for (const v of this.#viewers) for (const c of v.cells) out.add(c);
-    return out;
+  /**
+   * Every cell some viewer covers: what CellFrames must prepare this tick. Kept as viewers come, go and
+   * change cells, not gathered each tick (5,000 riders cover about 125,000 cells, mostly shared), and its
+   * version says whether the set changed since the tick before.
+   */
+  activeCells(): Cover {
+    return this.#cover;
   }
 
   /** Sends this tick's frame to every viewer (CellFrames built first), and heartbeats where due. */
@@ -224,7 +229,7 @@ export class StreamHub {
         v.needsSnapshot = true;
         v.behindSince ??= now;
         if (now - v.behindSince >= this.#maxBehind) {
-          this.#viewers.delete(v);
+          this.#drop(v);
           this.counters.disconnects.slow++;
           v.sink.close();
         }
@@ -256,6 +261,32 @@ export class StreamHub {
       v.sink.close();
     }
     this.#viewers.clear();
+    this.#cover.clear();
+  }
+
+  /** Takes the viewer out, and its cells out of the cover; false when it was out already. */
+  #drop(v: Viewer): boolean {
+    if (!this.#viewers.delete(v)) return false;
+    for (const c of v.cells) this.#cover.remove(c);
+    return true;
+  }
+
+  #setCells(v: Viewer, cells: readonly number[]): void {
+    for (const c of v.cells) this.#cover.remove(c);
+    v.cells = [...new Set(cells)].sort((a, b) => a - b);
+    v.setKey = v.cells.join(',');
+    for (const c of v.cells) this.#cover.add(c);
+  }
+
+  /**
+   * A moving view's cells and band: chosen again below half the cars asked for (unless every cell
+   * within the radius is in already), or above three times as many (or twice what it had when chosen,
+   * when a single cell held more than that).
+   */
+  #setCover(v: Viewer, cover: NearCover): void {
+    this.#setCells(v, cover.cells);
+    v.low = cover.whole ? 0 : Math.ceil(cover.limit / 2);
+    v.high = Math.max(3 * cover.limit, 2 * cover.cars);
   }
 
   #write(v: Viewer, bytes: Buffer, slab: Slab | null, now: number): void {
@@ -320,18 +351,40 @@ function newSlab(): Slab {
   return { buf: Buffer.allocUnsafeSlow(SLAB_BYTES), at: 0, pending: 0, full: false };
 }
 
-function setCells(v: Viewer, cells: readonly number[]): void {
-  v.cells = [...cells].sort((a, b) => a - b);
-  v.setKey = v.cells.join(',');
-}
+/** Cells with the number of viewers covering each; `version` changes when a cell comes or goes. */
+class CoverCount implements Cover {
+  readonly #count = new Map<number, number>();
+  version = 0;
 
-/**
- * A moving view's cells and band: chosen again below half the cars asked for (unless every cell within
- * the radius is in already), or above three times as many (or twice what it had when chosen, when a
- * single cell held more than that).
- */
-function setCover(v: Viewer, cover: NearCover): void {
-  setCells(v, cover.cells);
-  v.low = cover.whole ? 0 : Math.ceil(cover.limit / 2);
-  v.high = Math.max(3 * cover.limit, 2 * cover.cars);
+  get size(): number {
+    return this.#count.size;
+  }
+
+  has(key: number): boolean {
+    return this.#count.has(key);
+  }
+
+  keys(): Iterable<number> {
+    return this.#count.keys();
+  }
+
+  add(key: number): void {
+    const n = this.#count.get(key) ?? 0;
+    this.#count.set(key, n + 1);
+    if (n === 0) this.version++;
+  }
+
+  remove(key: number): void {
+    const n = this.#count.get(key)!;
+    if (n > 1) this.#count.set(key, n - 1);
+    else {
+      this.#count.delete(key);
+      this.version++;
+    }
+  }
+
+  clear(): void {
+    this.#count.clear();
+    this.version++;
+  }
 }
