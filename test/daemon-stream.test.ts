@@ -137,6 +137,80 @@ t.test('a snapshot, then deltas with paths; cars that leave are said to have lef
   t.ok(Number(snap!.id) > Number(gone.id), 'frame numbers go on');
 });
 
+/** A stream read over a raw socket in this HTTP version for `ms`: the response's head and body bytes. */
+async function rawStream(version: string, ms: number): Promise<{ head: string; body: Buffer }> {
+  const sock = net.connect(daemon.httpPort, '127.0.0.1');
+  const chunks: Buffer[] = [];
+  sock.on('data', (b: Buffer) => chunks.push(b));
+  sock.on('error', () => {});
+  await new Promise((r) => sock.once('connect', r));
+  sock.write(
+    `GET /v1/stream?bbox=${P.lon - 0.01},${P.lat - 0.01},${P.lon + 0.01},${P.lat + 0.01} HTTP/${version}\r\n` +
+      `Host: x\r\nAuthorization: Bearer ${OPERATOR}\r\n\r\n`,
+  );
+  await sleep(ms);
+  sock.destroy();
+  const all = Buffer.concat(chunks);
+  const end = all.indexOf('\r\n\r\n');
+  return { head: all.subarray(0, end).toString(), body: all.subarray(end + 4) };
+}
+
+/** The events of a text/event-stream body, as text. */
+function events(text: string): string[] {
+  return text.split('\n\n').filter((e) => e !== '');
+}
+
+t.test(
+  'frames are HTTP/1.1 chunks of whole events, and an HTTP/1.0 client gets the events alone',
+  async (t) => {
+    const v11 = await rawStream('1.1', 2500);
+    t.match(v11.head, /^HTTP\/1\.1 200 OK\r\n/);
+    t.match(v11.head, /\r\ntransfer-encoding: chunked/i);
+    // Decoded chunk by chunk: each size line is its data's length, and each frame is one chunk of whole events.
+    const decoded: string[] = [];
+    let at = 0;
+    const body = v11.body;
+    while (at < body.length) {
+      const eol = body.indexOf('\r\n', at);
+      if (eol < 0) break;
+      const size = Number.parseInt(body.subarray(at, eol).toString(), 16);
+      if (!Number.isFinite(size) || eol + 2 + size + 2 > body.length) break;
+      t.equal(
+        body.subarray(eol + 2 + size, eol + 4 + size).toString(),
+        '\r\n',
+        'a chunk ends where its size says',
+      );
+      decoded.push(body.subarray(eol + 2, eol + 2 + size).toString());
+      at = eol + 4 + size;
+    }
+    t.equal(at, body.length, 'the body is chunks, nothing else');
+    t.equal(decoded[0], 'retry: 2000\n\n');
+    const frames11 = decoded.slice(1);
+    t.ok(frames11.length >= 1, `${frames11.length} frames in 2.5 s`);
+    for (const f of frames11) {
+      t.match(f, /^id: \d+\ndata: \{.*\}\n\n$/s, 'a chunk is one whole frame');
+      const data = JSON.parse(f.split('\n')[1]!.slice('data: '.length));
+      t.ok(Array.isArray(data.cars) && Array.isArray(data.left));
+    }
+    t.same(
+      JSON.parse(frames11[0]!.split('\n')[1]!.slice(6)).cars.map((c: { id: string }) => c.id),
+      ['in-b'],
+    );
+
+    const v10 = await rawStream('1.0', 2500);
+    t.match(v10.head, /^HTTP\/1\.1 200 OK\r\n/);
+    t.notMatch(v10.head, /transfer-encoding/i, 'no chunks for HTTP/1.0');
+    const ev = events(v10.body.toString());
+    t.equal(ev[0], 'retry: 2000');
+    t.ok(ev.length >= 2, `${ev.length - 1} frames in 2.5 s`);
+    for (const e of ev.slice(1)) t.match(e, /^id: \d+\ndata: \{.*\}$/s, 'an event, no chunk framing');
+    t.same(
+      JSON.parse(ev[1]!.split('\n')[1]!.slice(6)).cars.map((c: { id: string }) => c.id),
+      ['in-b'],
+    );
+  },
+);
+
 t.test('a free-only view: a car that takes an order leaves it, and comes back when free', async (t) => {
   await driver('cab-free', P.lat + 0.003, P.lon - 0.003);
   await daemon.caughtUp();
