@@ -123,9 +123,13 @@ t.test('a snapshot, then deltas with paths; cars that leave are said to have lef
   const deleted = await s.waitFor((f) => f.left.includes('in-a'), m);
   t.ok(deleted, 'a deleted driver leaves the view');
 
-  // A reconnect with Last-Event-ID starts again from a snapshot.
-  s.close();
+  // A reconnect with Last-Event-ID starts again from a snapshot. in-b drives back into the view first,
+  // and is seen there before the reconnect: a fix still on its way to the replicas would reach the new
+  // stream in a delta after an empty snapshot.
+  const back = s.frames.length;
   await move('in-b', P.lat, P.lon + 0.001);
+  await s.waitFor((f) => f.cars.some((c) => c.id === 'in-b'), back);
+  s.close();
   const again = await SseClient.open(nearbyUrl(), {
     authorization: `Bearer ${CLIENT}`,
     'last-event-id': gone.id,
