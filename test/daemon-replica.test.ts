@@ -231,3 +231,51 @@ t.test('a new HTTP worker takes connections only once its replica holds every sn
   const ready = await daemon.get('/readyz', null);
   t.equal(ready.status, 200);
 });
+
+t.test('a replica that cannot sync: its HTTP worker takes connections after 10 s, and says so', async (t) => {
+  // One HTTP worker, so the port has no other listener while it waits.
+  const d = await startDaemon({ CABTRACK_HTTP_WORKERS: '1' });
+  t.teardown(() => d.stop());
+  const pids = (said: string): number[] =>
+    d.logs
+      .filter((l) => l.includes(`"${said}"`))
+      .map((l) => (JSON.parse(l) as { pid: number }).pid)
+      .filter(alive);
+  const [stuck] = pids('worker ready');
+  const [http] = pids('http worker ready');
+  process.kill(stuck!, 'SIGSTOP');
+  t.teardown(() => {
+    if (alive(stuck!)) process.kill(stuck!, 'SIGCONT');
+  });
+  process.kill(http!, 'SIGKILL');
+  await d.waitFor(
+    async () => d.logs.some((l) => l.includes('"http worker died; forking a new one"')),
+    'death',
+  );
+  const diedAt = Date.now();
+  const health = async (): Promise<number | string> => {
+    const client = new Client(d.url, { headersTimeout: 5000, bodyTimeout: 5000 });
+    try {
+      const res = await client.request({ method: 'GET', path: '/healthz' });
+      await res.body.dump();
+      return res.statusCode;
+    } catch (err) {
+      return (err as NodeJS.ErrnoException).code ?? String(err);
+    } finally {
+      await client.close();
+    }
+  };
+  await sleep(2000);
+  t.equal(await health(), 'ECONNREFUSED', 'while it waits for its snapshots, nobody is on the port');
+  await d.waitFor(async () => (await health()) === 200, '/healthz served again', 20_000);
+  t.ok(Date.now() - diedAt >= 10_000, `on the port ${Date.now() - diedAt} ms after the old one died`);
+  t.ok(
+    d.logs.some((l) => l.includes('"replica not synced: taking connections anyway"')),
+    'the wait is logged',
+  );
+  const ready = await d.get('/readyz', null);
+  t.equal(ready.status, 503, 'not ready');
+  t.equal(ready.body.replica, 'syncing', 'and why');
+  process.kill(stuck!, 'SIGCONT');
+  await d.waitFor(async () => (await d.get('/readyz', null)).status === 200, 'ready once the snapshot is in');
+});
