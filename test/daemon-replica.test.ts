@@ -3,7 +3,7 @@ import { Client, Pool } from 'undici';
 import { haversineM } from '../src/geo/distance.ts';
 import { CLIENT, type Daemon, OPERATOR, startDaemon } from './support/daemon.ts';
 import { Fleet, type FleetDriver } from './support/hostile-fleet.ts';
-import { alive, connectedSocket, scrape, settle, sleep } from './support/hostile-net.ts';
+import { alive, connectedSocket, daemonPids, scrape, settle, sleep } from './support/hostile-net.ts';
 import { Prng } from './support/prng.ts';
 
 /**
@@ -115,11 +115,7 @@ t.test('nearest and bbox equal a brute force while the fleet moves and changes w
 t.test(
   'an HTTP worker killed under query load: the other answers, the new one starts from a snapshot',
   async (t) => {
-    const httpPids = (): number[] =>
-      daemon.logs
-        .filter((l) => l.includes('"http worker ready"'))
-        .map((l) => (JSON.parse(l) as { pid: number }).pid)
-        .filter(alive);
+    const httpPids = (): number[] => daemonPids(daemon).http;
     t.equal(httpPids().length, 2, 'two HTTP workers');
     // Timeouts, so that a request lost with the killed worker fails (and is counted) instead of hanging.
     const pool = new Pool(daemon.url, { connections: 8, headersTimeout: 5000, bodyTimeout: 5000 });
@@ -183,31 +179,14 @@ t.test(
 );
 
 t.test('a new HTTP worker takes connections only once its replica holds every snapshot', async (t) => {
-  const pids = (said: string): number[] =>
-    daemon.logs
-      .filter((l) => l.includes(`"${said}"`))
-      .map((l) => (JSON.parse(l) as { pid: number }).pid)
-      .filter(alive);
-  // Each request on a connection of its own, so that the kernel spreads them over every HTTP worker
-  // listening on the port (a keep-alive pool would stay with the connections it has).
   const everyone = async (): Promise<number> => {
-    const client = new Client(daemon.url, { headersTimeout: 5000, bodyTimeout: 5000 });
-    try {
-      const res = await client.request({
-        method: 'GET',
-        path: '/v1/drivers?bbox=17.5,59.0,18.6,59.7&limit=1000',
-        headers: { authorization: `Bearer ${OPERATOR}` },
-      });
-      const body = (await res.body.json()) as { drivers: unknown[] };
-      if (res.statusCode !== 200) throw new Error(`bbox answered ${res.statusCode}`);
-      return body.drivers.length;
-    } finally {
-      await client.close();
-    }
+    const r = await freshGet(daemon, '/v1/drivers?bbox=17.5,59.0,18.6,59.7&limit=1000', OPERATOR);
+    if (r.status !== 200) throw new Error(`bbox answered ${r.status}`);
+    return (JSON.parse(r.text) as { drivers: unknown[] }).drivers.length;
   };
   await daemon.waitFor(async () => (await everyone()) === N, 'the whole fleet listed');
-  const [http] = pids('http worker ready');
-  const [stuck] = pids('worker ready');
+  const [http] = daemonPids(daemon).http;
+  const [stuck] = daemonPids(daemon).workers;
   // One ingest worker stopped: a new replica cannot have its snapshot until it goes on.
   process.kill(stuck!, 'SIGSTOP');
   t.teardown(() => {
@@ -224,9 +203,9 @@ t.test('a new HTTP worker takes connections only once its replica holds every sn
     counts.set(n, (counts.get(n) ?? 0) + 1);
   }
   t.same([...counts.keys()], [N], `while the replica syncs, only whole answers: ${[...counts].join(' ')}`);
-  t.equal(pids('http worker ready').length, 1, 'the new HTTP worker is not on the port yet');
+  t.equal(daemonPids(daemon).http.length, 1, 'the new HTTP worker is not on the port yet');
   process.kill(stuck!, 'SIGCONT');
-  await daemon.waitFor(async () => pids('http worker ready').length === 2, 'the new HTTP worker on the port');
+  await daemon.waitFor(async () => daemonPids(daemon).http.length === 2, 'the new HTTP worker on the port');
   for (let i = 0; i < 40; i++) t.equal(await everyone(), N, 'every worker answers with the whole fleet');
   const ready = await daemon.get('/readyz', null);
   t.equal(ready.status, 200);
@@ -236,13 +215,8 @@ t.test('a replica that cannot sync: its HTTP worker takes connections after 10 s
   // One HTTP worker, so the port has no other listener while it waits.
   const d = await startDaemon({ CABTRACK_HTTP_WORKERS: '1' });
   t.teardown(() => d.stop());
-  const pids = (said: string): number[] =>
-    d.logs
-      .filter((l) => l.includes(`"${said}"`))
-      .map((l) => (JSON.parse(l) as { pid: number }).pid)
-      .filter(alive);
-  const [stuck] = pids('worker ready');
-  const [http] = pids('http worker ready');
+  const [stuck] = daemonPids(d).workers;
+  const [http] = daemonPids(d).http;
   process.kill(stuck!, 'SIGSTOP');
   t.teardown(() => {
     if (alive(stuck!)) process.kill(stuck!, 'SIGCONT');
@@ -254,15 +228,10 @@ t.test('a replica that cannot sync: its HTTP worker takes connections after 10 s
   );
   const diedAt = Date.now();
   const health = async (): Promise<number | string> => {
-    const client = new Client(d.url, { headersTimeout: 5000, bodyTimeout: 5000 });
     try {
-      const res = await client.request({ method: 'GET', path: '/healthz' });
-      await res.body.dump();
-      return res.statusCode;
+      return (await freshGet(d, '/healthz')).status;
     } catch (err) {
       return (err as NodeJS.ErrnoException).code ?? String(err);
-    } finally {
-      await client.close();
     }
   };
   await sleep(2000);
@@ -279,3 +248,21 @@ t.test('a replica that cannot sync: its HTTP worker takes connections after 10 s
   process.kill(stuck!, 'SIGCONT');
   await d.waitFor(async () => (await d.get('/readyz', null)).status === 200, 'ready once the snapshot is in');
 });
+
+/**
+ * A GET on a connection of its own, so that the kernel picks the HTTP worker that takes it (a keep-alive
+ * pool would stay with the workers its connections have). Throws when no connection is made.
+ */
+async function freshGet(d: Daemon, path: string, token?: string): Promise<{ status: number; text: string }> {
+  const client = new Client(d.url, { headersTimeout: 5000, bodyTimeout: 5000 });
+  try {
+    const res = await client.request({
+      method: 'GET',
+      path,
+      headers: token === undefined ? {} : { authorization: `Bearer ${token}` },
+    });
+    return { status: res.statusCode, text: await res.body.text() };
+  } finally {
+    await client.close();
+  }
+}

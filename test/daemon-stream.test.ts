@@ -164,6 +164,12 @@ function events(text: string): string[] {
   return text.split('\n\n').filter((e) => e !== '');
 }
 
+/** The ids of the cars in a frame event's `data:` line (`id: <n>\ndata: {...}`). */
+function carIds(event: string): string[] {
+  const data = JSON.parse(event.split('\n')[1]!.slice('data: '.length)) as { cars: Array<{ id: string }> };
+  return data.cars.map((c) => c.id);
+}
+
 t.test(
   'frames are HTTP/1.1 chunks of whole events, and an HTTP/1.0 client gets the events alone',
   async (t) => {
@@ -196,10 +202,7 @@ t.test(
       const data = JSON.parse(f.split('\n')[1]!.slice('data: '.length));
       t.ok(Array.isArray(data.cars) && Array.isArray(data.left));
     }
-    t.same(
-      JSON.parse(frames11[0]!.split('\n')[1]!.slice(6)).cars.map((c: { id: string }) => c.id),
-      ['in-b'],
-    );
+    t.same(carIds(frames11[0]!), ['in-b']);
 
     const v10 = await rawStream('1.0', 2500);
     t.match(v10.head, /^HTTP\/1\.1 200 OK\r\n/);
@@ -208,10 +211,7 @@ t.test(
     t.equal(ev[0], 'retry: 2000');
     t.ok(ev.length >= 2, `${ev.length - 1} frames in 2.5 s`);
     for (const e of ev.slice(1)) t.match(e, /^id: \d+\ndata: \{.*\}$/s, 'an event, no chunk framing');
-    t.same(
-      JSON.parse(ev[1]!.split('\n')[1]!.slice(6)).cars.map((c: { id: string }) => c.id),
-      ['in-b'],
-    );
+    t.same(carIds(ev[1]!), ['in-b']);
   },
 );
 

@@ -242,13 +242,17 @@ export async function waitReceived(d: Daemon, target: number, timeoutMs = 20_000
   }
 }
 
-/** The primary's and the live workers' pids (workers from their "worker ready" log lines). */
-export function daemonPids(d: Daemon): { primary: number; workers: number[] } {
-  const workers = d.logs
-    .filter((l) => l.includes('"worker ready"'))
-    .map((l) => (JSON.parse(l) as { pid: number }).pid)
-    .filter(alive);
-  return { primary: d.proc.pid!, workers };
+/**
+ * The primary's and the live workers' pids: the ingest workers from their "worker ready" log lines, the
+ * HTTP workers from their "http worker ready" ones (logged once on the port).
+ */
+export function daemonPids(d: Daemon): { primary: number; workers: number[]; http: number[] } {
+  const logged = (said: string): number[] =>
+    d.logs
+      .filter((l) => l.includes(`"${said}"`))
+      .map((l) => (JSON.parse(l) as { pid: number }).pid)
+      .filter(alive);
+  return { primary: d.proc.pid!, workers: logged('worker ready'), http: logged('http worker ready') };
 }
 
 export function alive(pid: number): boolean {
