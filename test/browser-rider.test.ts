@@ -7,7 +7,7 @@ import { runSimulation } from '../src/sim/run.ts';
 import { cellAt, cellBox, distanceToBoxM, NEAR_ZOOM } from '../src/stream/cells.ts';
 import { launchChromium, until, watchErrors } from './support/browser.ts';
 import { CLIENT, type Daemon, OPERATOR, startDaemon } from './support/daemon.ts';
-import { alive } from './support/hostile-net.ts';
+import { daemonPids } from './support/hostile-net.ts';
 import { DOCS, markerIds, offset, TestCar } from './support/pages.ts';
 import { SseClient } from './support/sse.ts';
 import { startTileServer, type TileServer } from './support/tile-server.ts';
@@ -298,11 +298,7 @@ t.test('the screenshot: the rider in the simulated fleet', async (t) => {
   t.same(errors, [], 'no console error');
 });
 
+/** The live HTTP worker's pid (the daemon runs one), 0 between its death and its replacement. */
 function httpWorkerPid(): number {
-  const pids = daemon.logs
-    .filter((l) => l.includes('"http worker ready"'))
-    .map((l) => (JSON.parse(l) as { pid: number }).pid)
-    .filter(alive);
-  if (pids.length === 0) return 0;
-  return pids.at(-1)!;
+  return daemonPids(daemon).http.at(-1) ?? 0;
 }
