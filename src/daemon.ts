@@ -1,7 +1,4 @@
 import cluster from 'node:cluster';
-import { startHttpWorker } from './cluster/http-worker.ts';
-import { startIngestWorker } from './cluster/ingest-worker.ts';
-import { startPrimary } from './cluster/primary.ts';
 import { loadConfig } from './config.ts';
 import { ConfigError } from './errors.ts';
 import { configureLog, log } from './log.ts';
@@ -10,6 +7,10 @@ import { configureLog, log } from './log.ts';
  * The daemon, loaded by src/main.ts: the primary supervises; ingest workers take UDP into their
  * shards; HTTP workers serve the API from their read replicas. Which one this process is comes from
  * CABTRACK_ROLE, set by the primary when it forks.
+ *
+ * Each process loads only its own role's modules: an ingest worker has no use for the HTTP server, the
+ * pages and the streams, nor an HTTP worker for the shards and the UDP path. The primary's messages
+ * that a worker could miss while it loads are asked for again by the worker once it runs (`hello`).
  */
 let config: ReturnType<typeof loadConfig>;
 try {
@@ -23,6 +24,7 @@ const role = cluster.isPrimary ? 'primary' : (process.env['CABTRACK_ROLE'] ?? 'i
 configureLog(config.logLevel, cluster.isPrimary ? 'primary' : `${role}-${cluster.worker?.id}`);
 
 if (cluster.isPrimary) {
+  const { startPrimary } = await import('./cluster/primary.ts');
   const { stop } = await startPrimary(config).catch((err: unknown) => {
     // Something the primary cannot start with (a host id in use by another host): said, not a stack.
     process.stderr.write(`cabtrack: cannot start: ${err instanceof Error ? err.message : String(err)}\n`);
@@ -35,6 +37,7 @@ if (cluster.isPrimary) {
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
 } else if (role === 'http') {
+  const { startHttpWorker } = await import('./cluster/http-worker.ts');
   // The operator token is the primary's (generated there when none is configured).
   startHttpWorker(
     config,
@@ -42,5 +45,6 @@ if (cluster.isPrimary) {
     process.env['CABTRACK_RUN_DIR'] ?? '',
   );
 } else {
+  const { startIngestWorker } = await import('./cluster/ingest-worker.ts');
   startIngestWorker(config, process.env['CABTRACK_RUN_DIR'] ?? '');
 }
