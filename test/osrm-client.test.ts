@@ -261,15 +261,17 @@ t.test("OSRM's errors are nomatch with their code, and do not trip the breaker",
 
 t.test('a slow OSRM is a timeout at the deadline', async (t) => {
   const timeoutMs = 500;
+  const delayMs = 2000;
   const { server, client, outcomes } = await setup(t, { timeoutMs });
-  server.setMode({ kind: 'slow', delayMs: 2000 });
+  server.setMode({ kind: 'slow', delayMs });
   const start = performance.now();
   const r = await client.match(CORNER);
   const elapsed = performance.now() - start;
   t.same(r, { kind: 'unavailable', reason: 'timeout' });
-  // A bound on the timeout mechanism (timer plus abort), not a performance threshold.
-  t.ok(elapsed < timeoutMs + 300, `returned after ${elapsed.toFixed(0)} ms`);
-  t.ok(elapsed >= timeoutMs - 20, 'and not before the deadline');
+  // Not a speed bound: the call ends at its deadline, however late a loaded machine runs the timer,
+  // and not when OSRM answers.
+  t.ok(elapsed >= timeoutMs - 20, `not before the deadline: ${elapsed.toFixed(0)} ms`);
+  t.ok(elapsed < delayMs, 'and before OSRM answered');
   t.equal(outcomes[0]![0], 'timeout');
   t.equal(server.requests, 1);
 
@@ -284,7 +286,8 @@ t.test("the caller's signal ends the call early and is not held against OSRM", a
   const r = await client.match(CORNER, AbortSignal.timeout(100));
   const elapsed = performance.now() - start;
   t.same(r, { kind: 'unavailable', reason: 'timeout' });
-  t.ok(elapsed < 100 + 300, `returned after ${elapsed.toFixed(0)} ms`);
+  // Ended by the signal: before OSRM answered (1.5 s) and before the client's own timeout (2 s).
+  t.ok(elapsed < 1500, `returned after ${elapsed.toFixed(0)} ms`);
   t.equal(client.breakerState, 'closed');
 
   const aborted = AbortSignal.abort();
