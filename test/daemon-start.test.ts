@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -30,7 +31,11 @@ t.test('the primary and every worker share one compile cache, filled by the firs
   const cacheRoot = join(tmp, 'node-compile-cache');
 
   const first = await startDaemon({ TMPDIR: tmp, CABTRACK_HTTP_WORKERS: '2' });
-  await first.waitFor(async () => daemonPids(first).http.length === 2, 'both HTTP workers on the port');
+  await first.waitFor(
+    async () => daemonPids(first).http.length === 2,
+    'both HTTP workers on the port',
+    60_000,
+  );
   const pids = daemonPids(first);
   t.equal(pids.workers.length, 2, 'two ingest workers');
   for (const pid of [...pids.workers, ...pids.http]) {
@@ -45,17 +50,25 @@ t.test('the primary and every worker share one compile cache, filled by the firs
   t.ok(kept > 0, `${kept} entries kept`);
 
   // A second daemon reads them. Node's own trace says which module's stripped code each process took
-  // from the cache; src/daemon.ts is loaded by every process, from it once each.
+  // from the cache, and src/daemon.ts is loaded by every process. The processes write the trace to
+  // the one stderr in pieces (the outcome after the module's name), so the pieces interleave: what is
+  // counted is the piece naming the module, written only when its entry was found.
   const second = await startDaemon({
     TMPDIR: tmp,
     CABTRACK_HTTP_WORKERS: '2',
     NODE_DEBUG_NATIVE: 'COMPILE_CACHE',
   });
   t.teardown(() => second.stop());
-  const hit = `retrieving transpile cache for StrippedTypeScript ${pathToFileURL(join(ROOT, 'src/daemon.ts'))}...success`;
-  const hits = (): number => second.logs.join('\n').split(hit).length - 1;
-  await second.waitFor(async () => hits() >= 5, 'the primary and its 4 workers reading src/daemon.ts');
-  t.equal(hits(), 5, 'the primary and each of its 4 workers took src/daemon.ts from the cache');
+  const daemonUrl = pathToFileURL(join(ROOT, 'src/daemon.ts'));
+  const count = (piece: string): number => second.logs.join('\n').split(piece).length - 1;
+  const found = `retrieving transpile cache for StrippedTypeScript ${daemonUrl}...`;
+  await second.waitFor(
+    async () => count(found) >= 5,
+    'the primary and its 4 workers reading src/daemon.ts',
+    60_000,
+  );
+  t.equal(count(found), 5, 'the primary and each of its 4 workers found src/daemon.ts in the cache');
+  t.equal(count(`no transpile cache for StrippedTypeScript ${daemonUrl}`), 0, 'and none missed it');
   t.equal((await second.get('/healthz', null)).status, 200);
 });
 
@@ -67,4 +80,29 @@ t.test('NODE_DISABLE_COMPILE_CACHE=1 starts the daemon without one', async (t) =
   t.equal((await d.get('/healthz', null)).status, 200, 'it serves');
   for (const pid of daemonPids(d).workers) t.equal(environ(pid).get('NODE_COMPILE_CACHE'), undefined);
   t.notOk(readdirSync(tmp).includes('node-compile-cache'), 'no cache made in the temp directory');
+});
+
+t.test('undici is loaded with the first pool, not with the modules that may make one', async (t) => {
+  // In a fresh process. Every daemon process loads the OSRM client's module and the peers' (for names
+  // they export); only an ingest worker with OSRM, or a host among several, makes a pool.
+  const script = `
+    import { createRequire } from 'node:module';
+    const require = createRequire(import.meta.url);
+    const loaded = () => Object.keys(require.cache).some((f) => f.includes('/node_modules/undici/'));
+    const { OsrmClient } = await import('./src/osrm/client.ts');
+    await import('./src/hosts/peers.ts');
+    await import('./src/metrics.ts');
+    await import('./src/http/api.ts');
+    const before = loaded();
+    const client = new OsrmClient({ url: 'http://127.0.0.1:9' });
+    const after = loaded();
+    await client.close();
+    console.log(JSON.stringify({ before, after }));`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  t.equal(r.status, 0, r.stderr);
+  t.same(JSON.parse(r.stdout), { before: false, after: true });
 });

@@ -2,8 +2,6 @@
  * OsrmClient against the stand-in OSRM (test/support/osrm-server.ts) over real loopback sockets: what it
  * sends, what it makes of each kind of answer, its deadline, and its circuit breaker on an injected clock.
  */
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { Clock } from '@tapjs/clock';
 import t, { type Test } from 'tap';
 import {
@@ -500,26 +498,4 @@ t.test('after close(), calls fail as connection errors instead of throwing', asy
   expectMatched(t, await client.match(CORNER));
   await client.close();
   t.same(await client.match(CORNER), { kind: 'unavailable', reason: 'connection' });
-});
-
-t.test('undici is loaded with the first client, not with the module', async (t) => {
-  // In a fresh process: this one's other tests have loaded undici already. Every daemon process loads
-  // the module (the metrics name its outcomes); only an ingest worker with OSRM configured makes a client.
-  const script = `
-    import { createRequire } from 'node:module';
-    const require = createRequire(import.meta.url);
-    const loaded = () => Object.keys(require.cache).some((f) => f.includes('/node_modules/undici/'));
-    const { OsrmClient } = await import('./src/osrm/client.ts');
-    const before = loaded();
-    const client = new OsrmClient({ url: 'http://127.0.0.1:9' });
-    const after = loaded();
-    await client.close();
-    console.log(JSON.stringify({ before, after }));`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
-    cwd: fileURLToPath(new URL('../', import.meta.url)),
-    encoding: 'utf8',
-    timeout: 60_000,
-  });
-  t.equal(r.status, 0, r.stderr);
-  t.same(JSON.parse(r.stdout), { before: false, after: true });
 });

@@ -1,4 +1,5 @@
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
+import { undici } from '../lazy-undici.ts';
 
 /**
  * The other hosts' APIs, as this host calls them: one undici Pool per host (keep-alive connections,
@@ -44,7 +45,7 @@ export class Peers {
     const u = new URL(url);
     let pool = this.#pools.get(u.origin);
     if (pool === undefined) {
-      pool = new Pool(u.origin, {
+      pool = new (undici().Pool)(u.origin, {
         connections: 8,
         headersTimeout: this.#o.timeoutMs,
         bodyTimeout: this.#o.timeoutMs,

@@ -18,17 +18,9 @@
  *   send `accept-encoding: identity` so that a proxy in between knows not to either. A compressed body
  *   anyway is `bad_response`: handling it would put zlib on this path for a case that means a broken hop.
  */
-import { createRequire } from 'node:module';
 import type { Pool } from 'undici';
+import { undici } from '../lazy-undici.ts';
 import { decodePolyline } from './polyline.ts';
-
-/**
- * undici, loaded when the first client is made, not with this module: the metrics load this module
- * for its outcomes' names, and undici costs about 110 ms to load (from the compile cache) and 5 MB of
- * an ingest worker's resident memory, for nothing in a daemon without OSRM.
- */
-const require = createRequire(import.meta.url);
-const undici = (): typeof import('undici') => require('undici') as typeof import('undici');
 
 /** One GPS fix: degrees, and unix seconds (whole seconds are sent; fractions are dropped). */
 export interface MatchPoint {
