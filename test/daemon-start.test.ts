@@ -2,12 +2,10 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { pathToFileURL } from 'node:url';
 import t from 'tap';
-import { startDaemon } from './support/daemon.ts';
+import { ROOT, startDaemon } from './support/daemon.ts';
 import { daemonPids } from './support/hostile-net.ts';
-
-const ROOT = fileURLToPath(new URL('../', import.meta.url));
 
 /**
  * Every process of the daemon loads its modules through one compile cache (src/main.ts): the primary

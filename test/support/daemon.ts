@@ -11,7 +11,8 @@ import { daemonResponses } from './openapi.ts';
 
 export const OPERATOR = 'operator-token-for-tests-0123456789';
 export const CLIENT = 'client-token-for-tests-0123456789';
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The repository's root: where the daemon runs and the tests find its sources. */
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 /** A port free for both TCP and UDP on 127.0.0.1 (the kernel picks; we check the other protocol). */
 export async function freePort(): Promise<number> {
