@@ -1,4 +1,5 @@
 import cluster from 'node:cluster';
+import { compileCacheFailure } from './compile-cache.ts';
 import { loadConfig } from './config.ts';
 import { ConfigError } from './errors.ts';
 import { configureLog, log } from './log.ts';
@@ -24,6 +25,13 @@ const role = cluster.isPrimary ? 'primary' : (process.env['CABTRACK_ROLE'] ?? 'i
 configureLog(config.logLevel, cluster.isPrimary ? 'primary' : `${role}-${cluster.worker?.id}`);
 
 if (cluster.isPrimary) {
+  const failure = compileCacheFailure();
+  if (failure !== null) {
+    log.warn('compile cache unavailable: every process compiles every module at each start (slower)', {
+      directory: process.env['NODE_COMPILE_CACHE'] ?? null,
+      reason: failure,
+    });
+  }
   const { startPrimary } = await import('./cluster/primary.ts');
   const { stop } = await startPrimary(config).catch((err: unknown) => {
     // Something the primary cannot start with (a host id in use by another host): said, not a stack.

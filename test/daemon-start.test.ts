@@ -34,6 +34,7 @@ t.test('the primary and every worker share one compile cache, filled by the firs
     'both HTTP workers on the port',
     60_000,
   );
+  t.equal(cacheWarnings(first.logs), 0, 'no warning while the cache works');
   const pids = daemonPids(first);
   t.equal(pids.workers.length, 2, 'two ingest workers');
   for (const pid of [...pids.workers, ...pids.http]) {
@@ -70,6 +71,29 @@ t.test('the primary and every worker share one compile cache, filled by the firs
   t.equal((await second.get('/healthz', null)).status, 200);
 });
 
+/** The primary's warning that the compile cache could not be made: its log lines (JSON). */
+function cacheLines(logs: readonly string[]): string[] {
+  return logs.filter((l) => l.includes('compile cache unavailable'));
+}
+const cacheWarnings = (logs: readonly string[]): number => cacheLines(logs).length;
+
+t.test(
+  'a compile cache that cannot be made: the daemon starts without it, and the primary says why',
+  async (t) => {
+    // A directory under a regular file cannot be created: Node reports the cache as failed.
+    const d = await startDaemon({ NODE_COMPILE_CACHE: '/dev/null/cabtrack-cache' });
+    t.teardown(() => d.stop());
+    t.equal((await d.get('/healthz', null)).status, 200, 'it serves');
+    const lines = cacheLines(d.logs);
+    t.equal(lines.length, 1, 'said once, by the primary, not by every worker');
+    const line = JSON.parse(lines[0]!) as Record<string, unknown>;
+    t.equal(line['level'], 'warn');
+    t.equal(line['role'], 'primary');
+    t.equal(line['directory'], '/dev/null/cabtrack-cache', 'names the directory');
+    t.match(line['reason'], /not a directory/, "and Node's reason");
+  },
+);
+
 t.test('NODE_DISABLE_COMPILE_CACHE=1 starts the daemon without one', async (t) => {
   const tmp = mkdtempSync(join(tmpdir(), 'cabtrack-cache-'));
   t.teardown(() => rmSync(tmp, { recursive: true, force: true }));
@@ -78,6 +102,7 @@ t.test('NODE_DISABLE_COMPILE_CACHE=1 starts the daemon without one', async (t) =
   t.equal((await d.get('/healthz', null)).status, 200, 'it serves');
   for (const pid of daemonPids(d).workers) t.equal(environ(pid).get('NODE_COMPILE_CACHE'), undefined);
   t.notOk(readdirSync(tmp).includes('node-compile-cache'), 'no cache made in the temp directory');
+  t.equal(cacheWarnings(d.logs), 0, 'turned off on purpose: no warning');
 });
 
 t.test('undici is loaded with the first pool, not with the modules that may make one', async (t) => {
