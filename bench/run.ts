@@ -834,16 +834,24 @@ interface LastRun {
 // The results' JSON, as bench/stream.ts writes it (load() gives any, as for the other sections).
 function streamTargets(r: any): string[] {
   if (r == null) return ['not run', 'not run', 'not run'];
-  const [, streams, polls] = r.phases;
+  const phase = (name: string): any => r.phases.find((p: any) => p.name === name);
+  const streams = phase('streams');
+  const polls = phase('polls');
   const s = r.perRiderSecond.stream;
   const q = r.perRiderSecond.poll;
   const ratio = q.cpuUs / Math.max(0.01, s.cpuUs);
   // Runs before the split was recorded have neither figure.
   const split = (x: any): string =>
     x.systemUs === undefined ? '' : ` (kernel ${x.systemUs}, HTTP workers ${x.httpUs})`;
+  // Runs before the half phase was added have no scaling.
+  const k = r.scaling;
+  const scaling =
+    k === undefined
+      ? ''
+      : `; of the streams' CPU, ${int(k.fixedMsPerS)} ms a second whatever the viewers and ${k.perViewerUs} us a viewer-second (fitted from ${int(k.halfRiders)} and ${int(r.riders)} viewers): one more viewer costs ${k.marginalRatio.toFixed(2)}x less than one more poller`;
   return [
     `**${streams.latencyP99Ms <= 1500 ? 'met' : 'not met'}**: p99 ${int(streams.latencyP99Ms)} ms, p50 ${int(streams.latencyP50Ms)} ms (target ≤ 1,500 ms), ${int(r.riders)} viewers, ${int(streams.riders.connected)} connected throughout`,
-    `**${ratio >= 10 ? 'met' : 'not met'}**: ${s.cpuUs} us of daemon CPU a viewer-second${split(s)} against ${q.cpuUs} us a poll of nearest (k=100)${split(q)}, ${ratio.toFixed(2)}x less (target ≥ 10x); bytes ${int(s.bytes)} a viewer-second against ${int(q.bytes)} a poll`,
+    `**${ratio >= 10 ? 'met' : 'not met'}**: ${s.cpuUs} us of daemon CPU a viewer-second${split(s)} against ${q.cpuUs} us a poll of nearest (k=100)${split(q)}, ${ratio.toFixed(2)}x less (target ≥ 10x)${scaling}; bytes ${int(s.bytes)} a viewer-second against ${int(q.bytes)} a poll`,
     `**${streams.ingest.lost === 0 && polls.ingest.lost === 0 ? 'met' : 'not met'}**: ${int(streams.ingest.lost)} datagrams lost while streaming, ${int(polls.ingest.lost)} while polling`,
   ];
 }

@@ -8,7 +8,10 @@
  *   following its nearest 100 cars (the stream's default limit);
  * - polls: every rider asks GET /v1/drivers/nearest?radius=1000&k=100 once a second (k=100, the API's
  *   most, and the same 100 cars), the same points;
- * - baseline: the ingest alone, no riders.
+ * - baseline: the ingest alone, no riders;
+ * - half: the streams again with half the riders, so that the streams' CPU splits into a part that
+ *   grows with the viewers and a part that does not (each HTTP worker follows every car in view each
+ *   tick, however many watch), and what one more viewer costs against one more poller.
  *
  * Per rider-second: the daemon's CPU (all its processes, /proc) over the measured window minus the
  * baseline's, divided by riders x seconds; and the bytes the riders received. Also the stream's latency
@@ -19,6 +22,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { Prng } from '../test/support/prng.ts';
+import { DAEMON_RECV_BUFFER } from './support/bare-receiver.ts';
 import {
   CLIENT,
   daemonPids,
@@ -32,7 +36,7 @@ import {
 } from './support/cabtrack.ts';
 import { City } from './support/fleet.ts';
 import { buckets, quantile } from './support/histogram.ts';
-import { cpuTimes, udpQueue } from './support/proc.ts';
+import { cpuTimes, raiseRmemMax, restoreRmemMax, udpQueue } from './support/proc.ts';
 import { QUICK, say, writeResult } from './support/report.ts';
 import { Sender } from './support/sender.ts';
 import { Viewers, type ViewersResult } from './support/viewers.ts';
@@ -49,7 +53,22 @@ const rnd = new Prng(SEED ^ 0x7);
 const points: number[] = [];
 for (let i = 0; i < RIDERS; i++) points.push(...city.point(rnd));
 
-const daemon = await startCabtrack(workers, { CABTRACK_STREAM_MAX_VIEWERS: String(RIDERS) });
+// The daemon as the README says to deploy it: with net.core.rmem_max raised so that its 32 MiB receive
+// buffer is granted (restored after), as the ingest bench measures the zero-loss rate 100k/s is about
+// half of. An ingest worker waiting for a core behind an HTTP worker's tick (about 0.2 s of CPU) has only
+// that buffer to hold what arrives meanwhile (on a quiet machine the kernel's 4 MiB cap lost nothing
+// either: two runs each way on 2026-12-06).
+const rmem = raiseRmemMax(DAEMON_RECV_BUFFER);
+say(`net.core.rmem_max ${rmem.before} -> ${rmem.after} (${rmem.note})`);
+const restoreRmem = (): void => {
+  if (rmem.raised) restoreRmemMax(rmem.before);
+};
+const daemon = await startCabtrack(workers, { CABTRACK_STREAM_MAX_VIEWERS: String(RIDERS) }).catch(
+  (err: unknown) => {
+    restoreRmem();
+    throw err;
+  },
+);
 const sender = await Sender.start({ drivers: DRIVERS, seed: SEED, startTime: fleetStartTime(), sockets: 32 });
 const viewers = new Viewers();
 /** The daemon's CPU so far, milliseconds: in all, the kernel's share, and the HTTP workers' share. */
@@ -154,20 +173,21 @@ try {
   await sender.run(daemon.udpPort, 50_000, DRIVERS);
   await waitDrivers(daemon, DRIVERS, 30_000);
   const base = await phase('baseline', null);
-  const streams = await phase('streams', (mark) =>
+  const streaming = (riders: number) => (mark: (e: 'start' | 'end') => void) =>
     viewers.run(
       {
         t: 'stream',
         port: daemon.httpPort,
         token: CLIENT,
-        points,
+        points: points.slice(0, 2 * riders),
         radius: RADIUS,
         seconds: SECONDS,
         rampPerSecond: 2000,
       },
       mark,
-    ),
-  );
+    );
+  const half = await phase('half', streaming(RIDERS / 2));
+  const streams = await phase('streams', streaming(RIDERS));
   const polls = await phase('polls', (mark) =>
     viewers.run(
       { t: 'poll', port: daemon.httpPort, token: CLIENT, points, radius: RADIUS, k: 100, seconds: SECONDS },
@@ -196,6 +216,21 @@ try {
   };
   const s = perRiderSecond(streams);
   const q = perRiderSecond(polls);
+  // The streams' CPU above the baseline, a second, at half the riders and at all of them: a line through
+  // the two, cost = fixed + perViewer x viewers. Its fixed part is mostly the cells' work (each HTTP
+  // worker follows every car in view, whoever watches); it is not quite fixed (half the riders cover
+  // fewer cells), so the line is a fit over this range, not a law.
+  const extraMsPerS = (p: Phase): number => p.cpuMs / p.seconds - base.cpuMs / base.seconds;
+  const perViewerUs = ((extraMsPerS(streams) - extraMsPerS(half)) * 1000) / (RIDERS - RIDERS / 2);
+  const fixedMsPerS = extraMsPerS(streams) - (perViewerUs * RIDERS) / 1000;
+  // A poll against what one more viewer adds: the ratio the stream's tends to as the viewers grow and the
+  // fixed part is shared by more of them.
+  const scaling = {
+    halfRiders: RIDERS / 2,
+    perViewerUs: Math.round(perViewerUs * 10) / 10,
+    fixedMsPerS: Math.round(fixedMsPerS),
+    marginalRatio: Math.round((q.cpuUs / Math.max(0.01, perViewerUs)) * 100) / 100,
+  };
   writeResult(
     'stream',
     'live streams against polling nearest once a second: CPU and bytes per rider-second',
@@ -205,14 +240,18 @@ try {
       workers,
       radiusM: RADIUS,
       seconds: SECONDS,
-      phases: [base, streams, polls],
+      rmemMax: rmem,
+      phases: [base, half, streams, polls],
       perRiderSecond: { stream: s, poll: q },
+      scaling,
       cpuRatio: Math.round((q.cpuUs / Math.max(0.01, s.cpuUs)) * 100) / 100,
     },
   );
   say(`per rider-second: stream ${JSON.stringify(s)}, poll ${JSON.stringify(q)}`);
+  say(`streams' CPU: ${JSON.stringify(scaling)}`);
 } finally {
   viewers.stop();
   sender.stop();
   await daemon.stop();
+  restoreRmem();
 }
