@@ -194,18 +194,18 @@ try {
       mark,
     ),
   );
+  // A phase's CPU (of one kind) less the baseline's at the same rate: what the riders added, ms.
+  const extra = (p: Phase, of: (x: Phase) => number): number => of(p) - (of(base) / base.seconds) * p.seconds;
   const perRiderSecond = (p: Phase): { cpuUs: number; systemUs: number; httpUs: number; bytes: number } => {
-    // Each of the three as the phase's CPU less the baseline's at the same rate: what the riders added.
-    const extra = (of: (x: Phase) => number): number => of(p) - (of(base) / base.seconds) * p.seconds;
     // A streaming rider costs its share of the window; a polling rider one poll a second, so its cost is
     // the CPU per poll answered: when the daemon cannot answer every rider each second, dividing by
     // riders x seconds would credit polling with the polls it never answered.
     const riderSeconds = p.riders !== null && p.riders.requests > 0 ? p.riders.requests : RIDERS * p.seconds;
     const us = (ms: number): number => Math.round(((ms * 1000) / riderSeconds) * 10) / 10;
     return {
-      cpuUs: us(extra((x) => x.cpuMs)),
-      systemUs: us(extra((x) => x.systemMs)),
-      httpUs: us(extra((x) => x.httpCpuMs)),
+      cpuUs: us(extra(p, (x) => x.cpuMs)),
+      systemUs: us(extra(p, (x) => x.systemMs)),
+      httpUs: us(extra(p, (x) => x.httpCpuMs)),
       bytes: Math.round(
         (p.riders?.bytes ?? 0) /
           (p.riders !== null && p.riders.requests > 0
@@ -220,7 +220,7 @@ try {
   // the two, cost = fixed + perViewer x viewers. Its fixed part is mostly the cells' work (each HTTP
   // worker follows every car in view, whoever watches); it is not quite fixed (half the riders cover
   // fewer cells), so the line is a fit over this range, not a law.
-  const extraMsPerS = (p: Phase): number => p.cpuMs / p.seconds - base.cpuMs / base.seconds;
+  const extraMsPerS = (p: Phase): number => extra(p, (x) => x.cpuMs) / p.seconds;
   const perViewerUs = ((extraMsPerS(streams) - extraMsPerS(half)) * 1000) / (RIDERS - RIDERS / 2);
   const fixedMsPerS = extraMsPerS(streams) - (perViewerUs * RIDERS) / 1000;
   // A poll against what one more viewer adds: the ratio the stream's tends to as the viewers grow and the

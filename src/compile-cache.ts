@@ -9,7 +9,7 @@ import { constants, enableCompileCache } from 'node:module';
  * environment, so they use it from their first module on. NODE_COMPILE_CACHE=dir moves it (default: the
  * OS temp directory) and NODE_DISABLE_COMPILE_CACHE=1 turns it off.
  */
-export const compileCache = enableCompileCache();
+const compileCache = enableCompileCache();
 if (compileCache.directory !== undefined) process.env['NODE_COMPILE_CACHE'] ??= compileCache.directory;
 
 /**
